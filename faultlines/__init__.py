@@ -1,0 +1,36 @@
+"""faultlines: find, explain and fix the systematic errors of trained classifiers.
+
+    import faultlines as fl
+    ds = fl.data.digits(seed=0)
+    clf = fl.Classifier(module)                       # embeddings: input of the last nn.Linear
+    out = fl.probe(clf, ds.test)                      # Outputs: labels, probs, losses, embeddings
+    modes = fl.Spotlight(size=0.02, n_spotlights=5).find(out)
+    result = fl.scan(clf, ds, finders=[fl.Spotlight()]); result.save("runs/a")
+"""
+
+from faultlines import data, errors, train
+from faultlines.find import Spotlight
+from faultlines.model import Classifier
+from faultlines.probe import probe
+from faultlines.report import report
+from faultlines.scan import scan
+from faultlines.store import load_run, save_run
+from faultlines.types import FailureMode, Outputs, ScanResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Classifier",
+    "FailureMode",
+    "Outputs",
+    "ScanResult",
+    "Spotlight",
+    "data",
+    "errors",
+    "load_run",
+    "probe",
+    "report",
+    "save_run",
+    "scan",
+    "train",
+]

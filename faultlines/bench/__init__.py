@@ -1,0 +1,1 @@
+"""Planted-failure problems with known ground truth, to measure what the finders find."""

@@ -1,0 +1,19 @@
+"""Data sources: in-memory arrays, torch datasets, files, and the embedded digits."""
+
+from faultlines.data.digits import digits
+from faultlines.data.files import image_folder, load, load_embedding_table, load_npz
+from faultlines.data.sources import ArraySource, EmbeddingTable, Source, Splits, TorchSource, to_image_uint8
+
+__all__ = [
+    "ArraySource",
+    "EmbeddingTable",
+    "Source",
+    "Splits",
+    "TorchSource",
+    "digits",
+    "image_folder",
+    "load",
+    "load_embedding_table",
+    "load_npz",
+    "to_image_uint8",
+]

@@ -1,0 +1,167 @@
+"""Read user data from disk: arrays (.npz), image folders, and embedding tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faultlines.data.sources import ArraySource, EmbeddingTable
+from faultlines.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def _existing(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"no such file or directory: {p}")
+    return p
+
+
+def _npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path} as a numpy .npz file ({e})") from e
+
+
+def load_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> ArraySource:
+    """An ArraySource from a .npz holding inputs `x` and labels `y` (and optionally `class_names`)."""
+    p = _existing(path)
+    arrays = _npz(p)
+    missing = [k for k in (x_key, y_key) if k not in arrays]
+    if missing:
+        raise DataError(f"{p} has no array named {missing}; it holds {sorted(arrays)}")
+    names = arrays.get("class_names")
+    return ArraySource(arrays[x_key], arrays[y_key], None if names is None else names.tolist(), name=p.name)
+
+
+def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, grayscale: bool | None = None) -> ArraySource:
+    """Images in one sub-folder per class (`root/cat/001.png`), read with Pillow.
+
+    Args:
+        path: the root folder; class names are the sub-folder names, sorted.
+        size: (height, width) to resize every image to; default: the size of the first
+            image, and every other image must match it.
+        grayscale: read as one channel; default: one channel if every image is grayscale.
+
+    Returns:
+        ArraySource with x of shape (N, C, H, W), float32 in [0, 1].
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = _existing(path)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: an image folder holds one sub-folder per class")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = [
+        (f, label)
+        for label, c in enumerate(classes)
+        for f in sorted((root / c).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise DataError(f"no images found under {root}: expected {root}/<class>/<image>.png (or .jpg)")
+    images = []
+    for f, _ in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"cannot read image {f} ({e}); remove or replace it") from e
+    if grayscale is None:
+        grayscale = all(im.mode in ("L", "1", "I", "I;16", "F") for im in images)
+    hw = (size, size) if isinstance(size, int) else size
+    if hw is None:
+        hw = (images[0].height, images[0].width)
+        odd = next(((f, im) for (f, _), im in zip(files, images) if (im.height, im.width) != hw), None)
+        if odd is not None:
+            raise DataError(
+                f"{odd[0]} is {odd[1].height}x{odd[1].width} but {files[0][0]} is {hw[0]}x{hw[1]}; "
+                "pass size=(height, width) to resize all images"
+            )
+    arrays = []
+    for im in images:
+        im = im.convert("L" if grayscale else "RGB")
+        if (im.height, im.width) != hw:
+            im = im.resize((hw[1], hw[0]), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        arrays.append(a[None] if grayscale else np.moveaxis(a, -1, 0))
+    return ArraySource(np.stack(arrays), np.array([label for _, label in files]), classes, name=root.name)
+
+
+def load_embedding_table(path: str | Path) -> EmbeddingTable:
+    """An EmbeddingTable from a .parquet file, a .npz, or a folder of .npy files.
+
+    - .parquet: columns `label` (int), `probs` (list of floats), `embedding` (list of
+      floats); optional `text`.
+    - .npz or a folder: arrays `embeddings`, `labels`, `probs` (`embeddings.npy`, ... in a
+      folder); optional `class_names`; a folder may hold `texts.txt`, one text per line.
+    """
+    p = _existing(path)
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(p)
+        except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
+            raise DataError(f"cannot read {p} as parquet ({e})") from e
+        missing = [c for c in ("label", "probs", "embedding") if c not in table.column_names]
+        if missing:
+            raise DataError(f"{p} lacks the columns {missing}; it has {table.column_names}")
+        ragged = lambda col: _stack_lists(table.column(col).to_pylist(), col, p)  # noqa: E731
+        texts = table.column("text").to_pylist() if "text" in table.column_names else None
+        return EmbeddingTable(ragged("embedding"), np.asarray(table.column("label")), ragged("probs"), texts=texts, name=p.name)
+    if p.is_dir():
+        arrays = {f.stem: _load_npy(f) for f in p.glob("*.npy")}
+        texts_file = p / "texts.txt"
+        texts = texts_file.read_text(encoding="utf-8").splitlines() if texts_file.exists() else None
+    else:
+        arrays, texts = _npz(p), None
+    missing = [k for k in ("embeddings", "labels", "probs") if k not in arrays]
+    if missing:
+        raise DataError(f"{p} lacks {missing}; an embedding table needs embeddings, labels and probs")
+    names = arrays.get("class_names")
+    if texts is None and "texts" in arrays:
+        texts = arrays["texts"].tolist()
+    return EmbeddingTable(
+        arrays["embeddings"], arrays["labels"], arrays["probs"],
+        None if names is None else tuple(names.tolist()), texts, name=p.name,
+    )
+
+
+def _load_npy(f: Path) -> np.ndarray:
+    try:
+        return np.load(f, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {f} as a numpy .npy file ({e})") from e
+
+
+def _stack_lists(rows: list, column: str, path: Path) -> np.ndarray:
+    lengths = {len(r) if r is not None else -1 for r in rows}
+    if len(lengths) > 1 or -1 in lengths:
+        raise DataError(f"column '{column}' of {path} must hold lists of one length in every row")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def load(path: str | Path) -> ArraySource | EmbeddingTable:
+    """Open whatever `path` holds: .npz arrays, an image folder, or an embedding table.
+
+    The word "digits" names the embedded digits test split.
+    """
+    if str(path) == "digits":
+        from faultlines.data.digits import digits
+
+        return digits().test
+    p = _existing(path)
+    if p.suffix == ".parquet":
+        return load_embedding_table(p)
+    if p.suffix == ".npz":
+        keys = set(_npz(p))
+        return load_embedding_table(p) if {"embeddings", "probs"} <= keys else load_npz(p)
+    if p.is_dir():
+        return load_embedding_table(p) if (p / "embeddings.npy").exists() else image_folder(p)
+    raise DataError(f"do not know how to read {p}: give a .npz, a .parquet, or a folder")

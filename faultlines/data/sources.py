@@ -1,0 +1,211 @@
+"""Labelled data sets a classifier can be run over, behind one small interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from faultlines.errors import DataError
+from faultlines.types import Outputs, Preview, as_labels
+
+
+def to_image_uint8(x: np.ndarray) -> np.ndarray | None:
+    """One sample as a displayable uint8 image, (H, W) or (H, W, 3); None if it is not an image.
+
+    Inputs in [0, 1] are scaled by 255; any other range is stretched per image.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3 and x.shape[0] in (1, 3):
+        x = x[0] if x.shape[0] == 1 else np.moveaxis(x, 0, -1)
+    elif not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)):
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return np.round(x * 255).astype(np.uint8)
+
+
+class Source:
+    """A labelled data set: samples to feed a model, in batches, with previews for the report.
+
+    Subclasses set `name`, `class_names` (or None to number the classes) and `texts`
+    (one string per sample for text data, else None).
+    """
+
+    name: str = "data"
+    class_names: tuple[str, ...] | None = None
+    texts: list[str] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, labels) tensors, `batch_size` samples at a time."""
+        raise NotImplementedError
+
+    def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
+        """What the report shows for these samples: images, texts, or nothing."""
+        raise NotImplementedError
+
+
+class ArraySource(Source):
+    """Samples held in memory as numpy arrays.
+
+    Args:
+        x: (N, ...) inputs, e.g. (N, C, H, W) images or (N, D) features; cast to float32.
+        y: (N,) integer class ids.
+        class_names: one name per class id; default "0", "1", ...
+        name: what the report calls this data.
+        texts: one string per sample for text data.
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        class_names: Sequence[str] | None = None,
+        name: str = "data",
+        texts: Sequence[str] | None = None,
+    ) -> None:
+        x = np.asarray(x)
+        y = as_labels(y)
+        if len(x) != len(y):
+            raise DataError(f"x has {len(x)} rows but y has {len(y)}: give one label per sample")
+        if len(x) == 0:
+            raise DataError(f"the data set '{name}' is empty: give at least one sample")
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"x must be numeric, got dtype {x.dtype}")
+        x = x.astype(np.float32, copy=False)
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(
+                f"x contains NaN or infinite values in {int(bad.sum())} samples "
+                f"(first: {np.flatnonzero(bad)[:5].tolist()}); remove or repair them"
+            )
+        if texts is not None and len(texts) != len(x):
+            raise DataError(f"texts has {len(texts)} entries but x has {len(x)} rows")
+        self.x, self.y, self.name = x, y, name
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.texts = list(texts) if texts is not None else None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            rows = order[start : start + batch_size]
+            yield torch.from_numpy(self.x[rows]), torch.from_numpy(self.y[rows])
+
+    def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
+        if self.texts is not None:
+            return {int(i): self.texts[i] for i in indices}
+        images = {int(i): to_image_uint8(self.x[i]) for i in indices}
+        return {i: im for i, im in images.items() if im is not None}
+
+    def subset(self, rows: Any, name: str | None = None) -> ArraySource:
+        """A new source with only `rows` (indices or a boolean mask)."""
+        return ArraySource(
+            self.x[rows],
+            self.y[rows],
+            self.class_names,
+            name or self.name,
+            [self.texts[i] for i in np.arange(len(self))[rows]] if self.texts is not None else None,
+        )
+
+
+class TorchSource(Source):
+    """Any map-style torch `Dataset` whose items are (input tensor, integer label).
+
+    Args:
+        dataset: the dataset; `dataset[i]` must return (x, y).
+        class_names: one name per class id; default: `dataset.classes` if it has them.
+        name: what the report calls this data.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, class_names: Sequence[str] | None = None, name: str = "data"):
+        try:
+            n = len(dataset)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise DataError("the torch dataset must define __len__ (a map-style Dataset)") from e
+        if n == 0:
+            raise DataError(f"the data set '{name}' is empty: give at least one sample")
+        self.dataset, self.name = dataset, name
+        names = class_names if class_names is not None else getattr(dataset, "classes", None)
+        self.class_names = tuple(names) if names is not None else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        )
+        for x, y in loader:
+            yield torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+
+    def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
+        images = {int(i): to_image_uint8(np.asarray(self.dataset[int(i)][0])) for i in indices}
+        return {i: im for i, im in images.items() if im is not None}
+
+
+@dataclass
+class EmbeddingTable:
+    """Outputs computed elsewhere: embeddings, labels and predicted probabilities.
+
+    For models that are not PyTorch image models (text, tabular, recommender): faultlines
+    needs no model to scan these, only the table.
+
+    Attributes:
+        embeddings: (N, D) representation of each sample.
+        labels: (N,) true class ids.
+        probs: (N, C) predicted probabilities (rows sum to 1).
+        class_names: one name per class; default "0", "1", ...
+        texts: one string per sample, shown in the report, or None.
+        name: what the report calls this data.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    class_names: tuple[str, ...] | None = None
+    texts: list[str] | None = None
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if not (len(self.embeddings) == len(self.probs) == n):
+            raise DataError(
+                f"embeddings, labels and probs have {len(self.embeddings)}, {n} and {len(self.probs)} rows: "
+                "give one row per sample in each"
+            )
+        if self.texts is not None and len(self.texts) != n:
+            raise DataError(f"texts has {len(self.texts)} entries but there are {n} samples")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_outputs(self, source: str = "test") -> Outputs:
+        """Validate the table and turn it into `Outputs`."""
+        return Outputs.from_probs(self.labels, self.probs, self.embeddings, self.class_names, source=source)
+
+    def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
+        return {int(i): self.texts[i] for i in indices} if self.texts is not None else {}
+
+
+@dataclass
+class Splits:
+    """A data set split for training and evaluation."""
+
+    train: ArraySource
+    val: ArraySource
+    test: ArraySource

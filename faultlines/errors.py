@@ -1,0 +1,28 @@
+"""The errors faultlines raises on bad input.
+
+Every message names what is wrong and what to do about it. The CLI prints the message on
+one line of stderr and exits with code 2; the Python API lets the exception propagate.
+"""
+
+
+class FaultlinesError(Exception):
+    """Base class: a problem with what the caller gave faultlines, not a bug in it."""
+
+
+class DataError(FaultlinesError, ValueError):
+    """The data is missing, empty, mis-shaped, non-finite or mislabelled."""
+
+
+class ModelError(FaultlinesError, ValueError):
+    """The model file cannot be loaded safely, or the model does not fit the data."""
+
+
+class LayerNotFoundError(ModelError, KeyError):
+    """The named embedding layer does not exist in the model."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunDirError(FaultlinesError, OSError):
+    """A run directory cannot be written or read back."""

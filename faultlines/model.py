@@ -1,0 +1,254 @@
+"""`Classifier`: a trained torch module, read for logits, probabilities, embeddings and losses."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from faultlines.errors import LayerNotFoundError, ModelError
+
+#: Marks a file written by `save_checkpoint`, so `Classifier.load` can rebuild the module.
+CHECKPOINT_FORMAT = "faultlines-checkpoint-1"
+
+#: `Classifier.layer_name` when the representation is the logits themselves (TorchScript).
+LOGITS = "<logits>"
+
+
+class Classifier:
+    """A trained classifier and where to read its representation.
+
+    Args:
+        module: the trained `nn.Module`; called as `module(preprocess(x))`, returning logits
+            of shape (N, C), or a tuple (logits, embeddings).
+        layer: name of the sub-module (as in `module.named_modules()`) whose output is the
+            embedding. Default: the input of the last `nn.Linear` (the penultimate features).
+        preprocess: optional callable applied to every input batch first (normalisation...).
+        class_names: one name per class id; default "0", "1", ...
+        device: where to run the module.
+
+    Raises:
+        LayerNotFoundError: `layer` is not a sub-module, or there is no `nn.Linear` to default to.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        layer: str | None = None,
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        class_names: Sequence[str] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise ModelError(f"expected a torch nn.Module, got {type(module).__name__}")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.preprocess = preprocess
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self._scripted = isinstance(module, torch.jit.ScriptModule)
+        self._captured: list[torch.Tensor] = []
+        self.layer_name, self._hook_module, self._hook_input = self._resolve_layer(layer)
+
+    def _resolve_layer(self, layer: str | None) -> tuple[str, nn.Module | None, bool]:
+        modules = dict(self.module.named_modules())
+        if layer is not None:
+            if layer not in modules or layer == "":
+                named = [n for n in modules if n]
+                raise LayerNotFoundError(
+                    f"the model has no layer named '{layer}'; its layers are: {', '.join(named) or '(none)'}"
+                )
+            if self._scripted:
+                raise ModelError(
+                    "a TorchScript model cannot be read at a named layer (it takes no hooks); "
+                    "export one whose forward returns (logits, embeddings), or load a state dict with a factory"
+                )
+            return layer, modules[layer], False
+        linears = [n for n, m in modules.items() if _is_linear(m)]
+        if self._scripted:
+            return LOGITS, None, False
+        if not linears:
+            raise LayerNotFoundError(
+                "the model has no nn.Linear layer to read embeddings from; name one with layer=... "
+                f"(its layers are: {', '.join(n for n in modules if n) or '(none)'})"
+            )
+        return f"{linears[-1]} (input)", modules[linears[-1]], True
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device)
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        self._captured.clear()
+        handle = None
+        if self._hook_module is not None:
+            if self._hook_input:
+                handle = self._hook_module.register_forward_pre_hook(lambda m, inp: self._captured.append(inp[0]))
+            else:
+                handle = self._hook_module.register_forward_hook(lambda m, inp, out: self._captured.append(out))
+        try:
+            out = self.module(x)
+        finally:
+            if handle is not None:
+                handle.remove()
+        if isinstance(out, (tuple, list)):
+            logits, emb = out[0], out[1]
+        else:
+            logits = out
+            if self._hook_module is None:
+                emb = out
+            elif not self._captured:
+                raise ModelError(f"layer '{self.layer_name}' was never called in the forward pass; name another")
+            else:
+                emb = self._captured[0]
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            raise ModelError(f"the model must return logits of shape (batch, classes), got {getattr(logits, 'shape', type(logits))}")
+        return logits, emb.reshape(len(emb), -1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, C) and flattened embeddings (N, D) from one forward pass, without grad."""
+        with torch.no_grad():
+            return self._forward(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[0]
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.logits(x), dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[1]
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample cross-entropy, shape (N,)."""
+        return F.cross_entropy(self.logits(x), y.to(self.device), reduction="none")
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        factory: Callable[[], nn.Module] | str | None = None,
+        trust_pickle: bool = False,
+        **kwargs: Any,
+    ) -> Classifier:
+        """Load a model file safely.
+
+        Reads, in this order: a `torch.export` program (.pt2); a TorchScript file; a
+        checkpoint written by `save_checkpoint`;
+        a state dict, rebuilt with `factory` (a callable or "package.module:callable").
+        A pickled module is refused unless `trust_pickle=True`, since unpickling can run
+        arbitrary code. Other keyword arguments go to `Classifier`.
+        """
+        module, names = load_module(path, factory, trust_pickle)
+        kwargs.setdefault("class_names", names)
+        return cls(module, **kwargs)
+
+
+def _is_linear(m: nn.Module) -> bool:
+    if isinstance(m, nn.Linear) or getattr(m, "original_name", None) == "Linear":  # eager or TorchScript
+        return True
+    graph = getattr(m, "graph", None)  # a leaf of an unflattened torch.export program
+    return (
+        isinstance(graph, torch.fx.Graph)
+        and not any(True for _ in m.children())
+        and any(node.target is torch.ops.aten.linear.default for node in graph.nodes)
+    )
+
+
+def _import(spec: str) -> Callable[..., nn.Module]:
+    mod, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ModelError(f"cannot import the factory '{spec}' ({e}); write it as package.module:callable") from e
+
+
+def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names: Sequence[str] | None = None) -> None:
+    """Save a faultlines model (one with a `config` dict of its constructor arguments).
+
+    The file holds only tensors, strings and numbers, so it loads with weights_only=True.
+    """
+    config = getattr(module, "config", None)
+    if config is None:
+        raise ModelError(
+            f"{type(module).__name__} has no `config`; save it with torch.jit.save or as a state dict instead"
+        )
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "factory": f"{type(module).__module__}:{type(module).__qualname__}",
+            "kwargs": dict(config),
+            "state_dict": module.state_dict(),
+            "class_names": list(class_names) if class_names is not None else None,
+        },
+        path,
+    )
+
+
+def load_module(
+    path: str | Path, factory: Callable[[], nn.Module] | str | None = None, trust_pickle: bool = False
+) -> tuple[nn.Module, tuple[str, ...] | None]:
+    """The module stored at `path`, and its class names if the file records them (see `Classifier.load`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"no such model file: {p}")
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+        if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
+            try:
+                # unflatten restores the module hierarchy, so forward hooks reach named layers
+                return torch.export.unflatten(torch.export.load(p)), None
+            except Exception as e:  # torch.export raises many types for a bad archive
+                raise ModelError(f"cannot load the exported program {p} ({str(e).splitlines()[0] if str(e) else e})") from e
+        if any("/code/" in n for n in names):
+            try:
+                return torch.jit.load(str(p), map_location="cpu"), None
+            except RuntimeError as e:
+                raise ModelError(f"cannot load the TorchScript file {p} ({str(e).splitlines()[0]})") from e
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not trust_pickle:
+            raise ModelError(
+                f"{p} is a pickled model, and unpickling can run arbitrary code; re-save it as TorchScript "
+                "or a state dict, or pass --trust-pickle (trust_pickle=True) if you trust the file"
+            ) from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise ModelError(f"cannot read {p} as a torch model file ({str(e).splitlines()[0] if str(e) else e})") from e
+    if isinstance(obj, nn.Module):
+        return obj, None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        spec = obj["factory"]
+        if not spec.startswith("faultlines.") and not trust_pickle:
+            raise ModelError(f"{p} asks to build its model with '{spec}'; pass trust_pickle=True if you trust it")
+        module = _import(spec)(**obj["kwargs"])
+        _load_state(module, obj["state_dict"], p)
+        names = obj.get("class_names")
+        return module, tuple(names) if names else None
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if factory is None:
+            raise ModelError(
+                f"{p} holds a state dict (weights only); give the code that builds the model: "
+                "factory=... (CLI: --factory package.module:callable)"
+            )
+        module = (_import(factory) if isinstance(factory, str) else factory)()
+        _load_state(module, obj, p)
+        return module, None
+    raise ModelError(f"{p} holds a {type(obj).__name__}, not a model, a state dict or a faultlines checkpoint")
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"the weights in {path} do not fit the model the factory builds ({str(e).splitlines()[0]})") from e

@@ -1,0 +1,80 @@
+"""The report's pictures, each returned as a PNG data URI so the page needs no other file."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from faultlines.types import FailureMode, Outputs  # noqa: E402
+
+#: Points drawn in the embedding map at most; more are subsampled (modes' members always drawn).
+MAP_POINTS = 20_000
+MODE_COLORS = plt.get_cmap("tab10").colors
+
+
+def png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _figure_uri(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return png_uri(buf.getvalue())
+
+
+def image_uri(image: np.ndarray) -> str:
+    """A uint8 image (H, W) or (H, W, 3) as a data URI."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return png_uri(buf.getvalue())
+
+
+def confusion_matrix(outputs: Outputs) -> str:
+    """Counts of (true label, prediction), rows = true labels."""
+    c = outputs.num_classes
+    counts = np.zeros((c, c), int)
+    np.add.at(counts, (outputs.labels, outputs.preds), 1)
+    side = min(2 + 0.45 * c, 12)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(np.log1p(counts), cmap="Blues")
+    if c <= 20:
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color="white" if i == j else "black")
+    ticks = np.arange(c) if c <= 30 else np.linspace(0, c - 1, 10).astype(int)
+    labels = [outputs.class_names[t][:12] for t in ticks]
+    ax.set_xticks(ticks, labels, rotation=90 if c > 10 else 0)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true label")
+    return _figure_uri(fig)
+
+
+def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> str:
+    """The embeddings on their first two principal components, with each mode's members coloured."""
+    emb = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
+    xy = PCA(n_components=2, random_state=seed).fit_transform(emb) if emb.shape[1] > 2 else np.pad(emb, ((0, 0), (0, 2 - emb.shape[1])))
+    rows = np.arange(outputs.n)
+    if outputs.n > MAP_POINTS:
+        rows = np.random.default_rng(seed).choice(outputs.n, MAP_POINTS, replace=False)
+    wrong = ~outputs.correct[rows]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.scatter(*xy[rows[~wrong]].T, s=4, c="#c8c8c8", label="correct", linewidths=0)
+    ax.scatter(*xy[rows[wrong]].T, s=10, c="#555555", marker="x", label="misclassified", linewidths=0.8)
+    for j, mode in enumerate(m for m in modes[:10] if m.source == outputs.source):
+        ax.scatter(*xy[mode.members].T, s=16, facecolors="none", edgecolors=[MODE_COLORS[j % 10]], label=mode.id, linewidths=1)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(loc="best", fontsize=8, markerscale=1.5)
+    return _figure_uri(fig)

@@ -1,0 +1,202 @@
+"""The run directory: written atomically, read back whole.
+
+    RUN/scan.json         config, package versions, overview metrics, failure modes
+    RUN/samples.parquet   one row per sample: label, prediction, loss, probabilities,
+                          the modes it belongs to, its text, and a PNG preview where shown
+    RUN/embeddings.npy    (N, D) float32 embeddings the finders searched
+    RUN/report.html       the self-contained report
+
+A run is assembled in a hidden temporary folder beside RUN and renamed into place, so an
+interrupted write leaves the previous run as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faultlines.errors import RunDirError
+from faultlines.types import FailureMode, Outputs, ScanResult
+
+RUN_FORMAT = "faultlines-run-1"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _mode_dict(mode: FailureMode) -> dict[str, Any]:
+    return {
+        "id": mode.id,
+        "method": mode.method,
+        "summary": mode.summary,
+        "source": mode.source,
+        "members": mode.members,
+        "weights": mode.weights,
+        "metrics": mode.metrics,
+        "evidence": mode.evidence,
+    }
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _samples_table(result: ScanResult):
+    import pyarrow as pa
+
+    out = result.outputs
+    membership: list[list[str]] = [[] for _ in range(out.n)]
+    for mode in result.modes:
+        if mode.source == out.source:
+            for i in mode.members:
+                membership[int(i)].append(mode.id)
+    columns = {
+        "index": pa.array(np.arange(out.n)),
+        "label": pa.array(out.labels),
+        "pred": pa.array(out.preds),
+        "correct": pa.array(out.correct),
+        "loss": pa.array(out.losses),
+        "probs": pa.array(list(out.probs), type=pa.list_(pa.float32())),
+        "modes": pa.array(membership, type=pa.list_(pa.string())),
+    }
+    if result.texts is not None:
+        columns["text"] = pa.array(result.texts, type=pa.string())
+    images = {i: p for i, p in result.previews.items() if isinstance(p, np.ndarray)}
+    if images:
+        columns["preview_png"] = pa.array([_png(images[i]) if i in images else None for i in range(out.n)], type=pa.binary())
+    return pa.table(columns)
+
+
+def save_run(result: ScanResult, path: str | Path, files: Mapping[str, bytes] | None = None, report: bool = True) -> Path:
+    """Write `result` as a run directory at `path`, replacing any run there, atomically.
+
+    Args:
+        result: the scan to store.
+        path: the run directory; its parent folders are created.
+        files: extra files to store with the run, name -> content (e.g. "model.pt").
+        report: also render report.html.
+
+    Raises:
+        RunDirError: `path` is a file, or the folder cannot be written.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"the output path {path} is a file; give a folder for the run")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is an ordinary one
+    except OSError as e:
+        raise RunDirError(f"cannot create the run folder {path} ({e.strerror or e})") from e
+    try:
+        record = {
+            "format": RUN_FORMAT,
+            "source": result.outputs.source,
+            "class_names": list(result.outputs.class_names),
+            "config": result.config,
+            "metrics": result.outputs.overview(),
+            "modes": [_mode_dict(m) for m in result.modes],
+        }
+        (tmp / "scan.json").write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
+        pq.write_table(_samples_table(result), tmp / "samples.parquet")
+        np.save(tmp / "embeddings.npy", result.outputs.embeddings)
+        for name, content in (files or {}).items():
+            (tmp / name).write_bytes(content)
+        if report:
+            from faultlines.report import render
+
+            (tmp / "report.html").write_text(render(result), encoding="utf-8")
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    os.replace(path, old / "run")
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.replace(old / "run", path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_run(path: str | Path) -> ScanResult:
+    """Read a run directory written by `save_run` back into a ScanResult."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    path = Path(path)
+    if not (path / "scan.json").is_file():
+        raise RunDirError(f"{path} is not a faultlines run (it has no scan.json); give the folder a scan wrote")
+    try:
+        record = json.loads((path / "scan.json").read_text(encoding="utf-8"))
+        table = pq.read_table(path / "samples.parquet").to_pydict()
+        embeddings = np.load(path / "embeddings.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise RunDirError(f"the run in {path} is incomplete or corrupt ({e}); scan again") from e
+    if record.get("format") != RUN_FORMAT:
+        raise RunDirError(f"{path} was written in format {record.get('format')!r}, not {RUN_FORMAT}")
+    outputs = Outputs(
+        labels=np.asarray(table["label"], np.int64),
+        preds=np.asarray(table["pred"], np.int64),
+        probs=np.asarray(table["probs"], np.float32),
+        losses=np.asarray(table["loss"], np.float32),
+        embeddings=embeddings,
+        class_names=tuple(record["class_names"]),
+        source=record["source"],
+    )
+    modes = [
+        FailureMode(
+            id=m["id"],
+            method=m["method"],
+            summary=m["summary"],
+            members=np.asarray(m["members"], np.int64),
+            weights=None if m["weights"] is None else np.asarray(m["weights"], np.float32),
+            source=m["source"],
+            metrics=m["metrics"],
+            evidence=m["evidence"],
+        )
+        for m in record["modes"]
+    ]
+    previews: dict[int, Any] = {}
+    for i, png in enumerate(table.get("preview_png", [])):
+        if png is not None:
+            previews[i] = np.asarray(Image.open(io.BytesIO(png)))
+    texts = table.get("text")
+    if texts is not None:
+        previews |= {i: texts[i] for m in modes for i in m.evidence.get("typical", [])}
+    return ScanResult(outputs, modes, record["config"], previews, texts)

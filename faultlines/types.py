@@ -1,0 +1,220 @@
+"""The result types every part of faultlines exchanges. Dataclasses; no logic beyond validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faultlines.errors import DataError
+
+#: What the report shows for one sample: an image (H, W) or (H, W, 3) as uint8, or a text.
+Preview = np.ndarray | str
+
+
+def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(a)
+    return np.flatnonzero(bad.reshape(len(a), -1).any(axis=1)) if bad.any() else np.array([], int)
+
+
+def as_labels(y: Any) -> np.ndarray:
+    """`y` as an int64 vector of class ids, or a DataError saying why it is not one."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"labels must be a 1-D vector of class ids, got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError("labels must be whole class ids (0, 1, 2, ...); found other values")
+    return y.astype(np.int64)
+
+
+def check_label_range(labels: np.ndarray, num_classes: int) -> None:
+    """Raise a DataError unless every label is a class id in [0, num_classes)."""
+    if len(labels) == 0:
+        raise DataError("the data set is empty: give at least one sample")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(
+            f"labels range over [{lo}, {hi}] but the model has {num_classes} classes "
+            f"(0..{num_classes - 1}); relabel the data or use the matching model"
+        )
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a classifier did on a data set: one row per sample.
+
+    Attributes:
+        labels: (N,) int64 true classes.
+        preds: (N,) int64 predicted classes.
+        probs: (N, C) float32 predicted class probabilities.
+        losses: (N,) float32 per-sample cross-entropy, -log probs[i, labels[i]].
+        embeddings: (N, D) float32 representation the finders search in.
+        class_names: C names, index = class id.
+        source: which table this is about ("test", "train", ...).
+    """
+
+    labels: np.ndarray
+    preds: np.ndarray
+    probs: np.ndarray
+    losses: np.ndarray
+    embeddings: np.ndarray
+    class_names: tuple[str, ...]
+    source: str = "test"
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if n == 0:
+            raise DataError("the data set is empty: give at least one sample")
+        for name in ("preds", "probs", "losses", "embeddings"):
+            if len(getattr(self, name)) != n:
+                raise DataError(
+                    f"{name} has {len(getattr(self, name))} rows but labels has {n}: "
+                    "every array needs one row per sample"
+                )
+        if self.embeddings.ndim != 2:
+            raise DataError(f"embeddings must be 2-D (samples, features), got shape {self.embeddings.shape}")
+        if self.probs.ndim != 2 or self.probs.shape[1] != len(self.class_names):
+            raise DataError(
+                f"probs has shape {self.probs.shape} but there are {len(self.class_names)} class names"
+            )
+        for name in ("embeddings", "probs", "losses"):
+            rows = _nonfinite_rows(getattr(self, name))
+            if len(rows):
+                raise DataError(
+                    f"{name} contain NaN or infinite values in {len(rows)} rows "
+                    f"(first: {rows[:5].tolist()}); remove or repair those samples"
+                )
+        check_label_range(self.labels, len(self.class_names))
+
+    @classmethod
+    def from_probs(
+        cls,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        embeddings: np.ndarray,
+        class_names: tuple[str, ...] | None = None,
+        source: str = "test",
+    ) -> Outputs:
+        """Build Outputs from labels, predicted probabilities and embeddings.
+
+        Predictions are the arg-max of `probs`; losses are the cross-entropy -log p(label),
+        with probabilities clipped at 1e-12 so a confident mistake costs at most ~27.6.
+        """
+        labels = as_labels(labels)
+        probs = np.asarray(probs, dtype=np.float32)
+        if probs.ndim != 2:
+            raise DataError(f"probs must be 2-D (samples, classes), got shape {probs.shape}")
+        if len(labels) != len(probs):
+            raise DataError(f"labels has {len(labels)} rows but probs has {len(probs)}: give one row per sample")
+        check_label_range(labels, probs.shape[1])
+        names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(probs.shape[1]))
+        losses = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+        return cls(
+            labels=labels,
+            preds=probs.argmax(axis=1).astype(np.int64),
+            probs=probs,
+            losses=losses,
+            embeddings=embeddings,
+            class_names=names,
+            source=source,
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.labels == self.preds
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    def overview(self) -> dict[str, Any]:
+        """Accuracy, error count, mean loss and per-class error counts."""
+        per_class = {}
+        for c, name in enumerate(self.class_names):
+            rows = self.labels == c
+            n, errors = int(rows.sum()), int((self.preds[rows] != c).sum())
+            per_class[name] = {"samples": n, "errors": errors, "error_rate": errors / n if n else 0.0}
+        return {
+            "samples": self.n,
+            "accuracy": self.accuracy,
+            "errors": int((~self.correct).sum()),
+            "mean_loss": float(self.losses.mean()),
+            "per_class": per_class,
+        }
+
+    def subset(self, rows: np.ndarray) -> Outputs:
+        """The same outputs restricted to `rows` (indices or a boolean mask)."""
+        return Outputs(
+            labels=self.labels[rows],
+            preds=self.preds[rows],
+            probs=self.probs[rows],
+            losses=self.losses[rows],
+            embeddings=self.embeddings[rows],
+            class_names=self.class_names,
+            source=self.source,
+        )
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    """One systematic failure, in the same shape whichever method found it.
+
+    Attributes:
+        id: stable id, e.g. "spotlight-0".
+        method: the finder ("spotlight", "defuse", "density", "perturb", ...).
+        summary: one human sentence about the mode.
+        members: row indices into the table named by `source`, most typical first.
+        weights: soft membership of each member (same length as `members`), or None.
+        source: which table `members` indexes ("test", "generated", ...).
+        metrics: numbers: size, error_rate, mean_loss, purity, ...
+        evidence: what the report shows: typical members, breakdowns, centres.
+    """
+
+    id: str
+    method: str
+    summary: str
+    members: np.ndarray
+    weights: np.ndarray | None = None
+    source: str = "test"
+    metrics: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and len(self.weights) != len(self.members):
+            raise ValueError("weights must have one entry per member")
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan produced: the outputs it scanned, the modes found, and how.
+
+    Attributes:
+        outputs: the probed table the modes index.
+        modes: failure modes, in the order the finders returned them.
+        config: how the scan was run (finders and their settings, data, model, seed).
+        previews: images or texts for the samples the report shows, by row index.
+        texts: one text per row where the data is text, else None.
+    """
+
+    outputs: Outputs
+    modes: list[FailureMode]
+    config: dict[str, Any] = field(default_factory=dict)
+    previews: dict[int, Preview] = field(default_factory=dict)
+    texts: list[str] | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run directory (see `faultlines.store.save_run`)."""
+        from faultlines.store import save_run
+
+        return save_run(self, path)
