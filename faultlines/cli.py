@@ -87,12 +87,13 @@ def demo(
     from faultlines.train import train_small_cnn
 
     _writable_run_dir(out)
+    finder = Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
     model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
     clf = Classifier(model, class_names=CLASS_NAMES)
     _status(f"scanning {len(splits.test)} test digits with Spotlight", quiet)
-    result = scan(clf, splits.test, [Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)], quiet=quiet, seed=seed)
+    result = scan(clf, splits.test, [finder], quiet=quiet, seed=seed)
     buf = io.BytesIO()
     save_checkpoint(model, buf, CLASS_NAMES)
     save_run(result, out, files={"model.pt": buf.getvalue()})
@@ -124,11 +125,12 @@ def scan_command(
     from faultlines.store import save_run
 
     _writable_run_dir(out)
+    finder = Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)
     clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer) if model is not None else None
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
-    result = scan(clf, source, [Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)], batch_size=batch_size, quiet=quiet, seed=seed)
+    result = scan(clf, source, [finder], batch_size=batch_size, quiet=quiet, seed=seed)
     save_run(result, out)
     _print_result(result, out)
 
@@ -139,14 +141,15 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `faultlines scan` or `faultlines demo`.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the page (default RUN_DIR/report.html).")] = None,
     quiet: Quiet = False,
-    seed: Seed = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the embedding map's subsample (default: the run's seed).")] = None,
 ) -> None:
     """Render the HTML report of a run folder again."""
     from faultlines.report import report as write_report
     from faultlines.store import load_run
 
     result = load_run(run_dir)
-    result.config["seed"] = seed if seed else result.config.get("seed", 0)
+    if seed is not None:
+        result.config["seed"] = seed
     path = write_report(result, out or run_dir / "report.html")
     _status(f"rendered {len(result.modes)} failure modes", quiet)
     typer.echo(f"report: {path}")

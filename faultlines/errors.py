@@ -24,5 +24,9 @@ class LayerNotFoundError(ModelError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class SettingsError(FaultlinesError, ValueError):
+    """A finder or command was given a setting outside its valid range."""
+
+
 class RunDirError(FaultlinesError, OSError):
     """A run directory cannot be written or read back."""

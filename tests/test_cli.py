@@ -122,3 +122,9 @@ def test_every_command_has_help_quiet_and_seed(command):
     result = run(command, "--help")
     assert result.exit_code == 0
     assert "--quiet" in result.stdout and "--seed" in result.stdout
+
+
+def test_a_bad_setting_is_one_line_too(model_file, tmp_path):
+    out = tmp_path / "out"
+    assert_clean_failure(run("scan", "--model", model_file, "--data", "digits", "--out", out, "--size", "0"), "size must be", out)
+    assert_clean_failure(run("demo", "--out", out, "--spotlights", "0"), "at least 1", out)

@@ -32,7 +32,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from faultlines.errors import DataError
+from faultlines.errors import DataError, SettingsError
 from faultlines.find.common import describe
 from faultlines.progress import track
 from faultlines.types import FailureMode, Outputs
@@ -77,11 +77,11 @@ class Spotlight:
         quiet: bool = True,
     ) -> None:
         if kernel not in ("linear", "gaussian"):
-            raise ValueError(f"kernel must be 'linear' or 'gaussian', not {kernel!r}")
-        if size <= 0:
-            raise ValueError(f"size must be a positive fraction (< 1) or count (>= 1), not {size}")
+            raise SettingsError(f"kernel must be 'linear' or 'gaussian', not {kernel!r}")
+        if not size > 0:
+            raise SettingsError(f"size must be a positive fraction (< 1) or count (>= 1), not {size}")
         if n_spotlights < 1 or n_starts < 1 or steps < 1:
-            raise ValueError("n_spotlights, n_starts and steps must be at least 1")
+            raise SettingsError("the number of spotlights, starts and steps must each be at least 1")
         self.size, self.n_spotlights, self.kernel, self.pca = size, n_spotlights, kernel, pca
         self.n_starts, self.steps, self.lr, self.barrier_scale = n_starts, steps, lr, barrier_scale
         self.n_typical, self.seed, self.quiet = n_typical, seed, quiet
