@@ -9,7 +9,7 @@
 """
 
 from faultlines import data, errors, train
-from faultlines.find import Spotlight
+from faultlines.find import ErrorMixture, Spotlight
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.report import report
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Classifier",
+    "ErrorMixture",
     "FailureMode",
     "Outputs",
     "ScanResult",

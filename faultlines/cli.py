@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from faultlines.errors import FaultlinesError, RunDirError
+from faultlines.errors import FaultlinesError, RunDirError, SettingsError
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -31,6 +31,21 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Seed = Annotated[int, typer.Option(help="Seed for every random choice; the same seed gives the same modes.")]
 Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count.")]
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
+Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture.")]
+
+
+def _finders(names: str, size: float, spotlights: int, seed: int, quiet: bool) -> list:
+    from faultlines.find import ErrorMixture, Spotlight
+
+    makers = {
+        "spotlight": lambda: Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet),
+        "error-mixture": lambda: ErrorMixture(seed=seed, quiet=quiet),
+    }
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in makers]
+    if unknown or not chosen:
+        raise SettingsError(f"unknown finders {unknown}; choose from {', '.join(makers)}")
+    return [makers[n]() for n in chosen]
 
 
 def _fail(message: str) -> NoReturn:
@@ -75,25 +90,25 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("faultlines-demo"),
     size: Size = 0.02,
     spotlights: Spotlights = 5,
+    finders: Finders = "spotlight",
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Train a small CNN on scikit-learn's digits, scan its test split with Spotlight, write the report."""
+    """Train a small CNN on scikit-learn's digits, scan its test split, write the report."""
     from faultlines.data.digits import CLASS_NAMES, digits
-    from faultlines.find.spotlight import Spotlight
     from faultlines.model import Classifier, save_checkpoint
     from faultlines.scan import scan
     from faultlines.store import save_run
     from faultlines.train import train_small_cnn
 
     _writable_run_dir(out)
-    finder = Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)
+    chosen = _finders(finders, size, spotlights, seed, quiet)
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
     model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
     clf = Classifier(model, class_names=CLASS_NAMES)
-    _status(f"scanning {len(splits.test)} test digits with Spotlight", quiet)
-    result = scan(clf, splits.test, [finder], quiet=quiet, seed=seed)
+    _status(f"scanning {len(splits.test)} test digits with {finders}", quiet)
+    result = scan(clf, splits.test, chosen, quiet=quiet, seed=seed)
     buf = io.BytesIO()
     save_checkpoint(model, buf, CLASS_NAMES)
     save_run(result, out, files={"model.pt": buf.getvalue()})
@@ -111,6 +126,7 @@ def scan_command(
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
     size: Size = 0.02,
     spotlights: Spotlights = 5,
+    finders: Finders = "spotlight",
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -119,18 +135,17 @@ def scan_command(
     from faultlines.data.files import load
     from faultlines.data.sources import EmbeddingTable
     from faultlines.errors import ModelError
-    from faultlines.find.spotlight import Spotlight
     from faultlines.model import Classifier
     from faultlines.scan import scan
     from faultlines.store import save_run
 
     _writable_run_dir(out)
-    finder = Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet)
+    chosen = _finders(finders, size, spotlights, seed, quiet)
     clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer) if model is not None else None
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
-    result = scan(clf, source, [finder], batch_size=batch_size, quiet=quiet, seed=seed)
+    result = scan(clf, source, chosen, batch_size=batch_size, quiet=quiet, seed=seed)
     save_run(result, out)
     _print_result(result, out)
 
@@ -153,6 +168,43 @@ def report(
     path = write_report(result, out or run_dir / "report.html")
     _status(f"rendered {len(result.modes)} failure modes", quiet)
     typer.echo(f"report: {path}")
+
+
+@app.command()
+@_one_line_errors
+def bench(
+    problems: Annotated[str, typer.Option(help="Comma-separated problems: rare, decoy, noisy, shift, heldout, text.")] = "rare,decoy,noisy,shift,heldout,text",
+    seeds: Annotated[int, typer.Option(help="Seeds per problem (seed, seed+1, ...).")] = 3,
+    alpha: Annotated[float, typer.Option(help="Strength of every planted effect, in (0, 1].")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Markdown file for the tables (a .json of every row is written beside it).")] = Path("bench.md"),
+    cache: Annotated[Path | None, typer.Option(help="Where trained models and embeddings are cached (default $FAULTLINES_CACHE or ~/.cache/faultlines).")] = None,
+    sentiment_dir: Annotated[Path | None, typer.Option(help="Folder of the sentiment labelled sentences (amazon/imdb/yelp .txt), for the text problem.")] = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Run every finder and peer on planted-failure problems and print a table of P@10, P@25 and time."""
+    import json
+
+    from faultlines.bench.runner import markdown, rows_as_dicts, run_bench
+
+    names = [p.strip() for p in problems.split(",") if p.strip()]
+    if "text" in names and sentiment_dir is None:
+        default = Path("../shared/data/sentiment-labelled-sentences")
+        if default.is_dir():
+            sentiment_dir = default
+        else:
+            names.remove("text")
+            _status("skipping the text problem: no --sentiment-dir given and ../shared/data has none", quiet)
+    if seeds < 1:
+        raise SettingsError("--seeds must be at least 1")
+    rows = run_bench(names, range(seed, seed + seeds), alpha, cache, sentiment_dir, quiet=quiet)
+    table = markdown(rows)
+    command = f"faultlines bench --problems {','.join(names)} --seeds {seeds} --alpha {alpha} --seed {seed}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"`{command}`\n\n{table}", encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(rows_as_dicts(rows), indent=1), encoding="utf-8")
+    typer.echo(table)
+    typer.echo(f"tables: {out}")
 
 
 def main() -> None:

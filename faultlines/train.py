@@ -130,6 +130,18 @@ class SmallCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(self.features(x).flatten(1))))
 
 
+class LinearClassifier(nn.Module):
+    """A linear classifier over fixed features (e.g. sentence embeddings); embeddings = its input."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.config = dict(in_features=in_features, num_classes=num_classes)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
 def train_small_cnn(train: Source, val: Source, num_classes: int = 10, seed: int = 0, quiet: bool = True, **kwargs) -> SmallCNN:
     """A SmallCNN initialised from `seed` and fitted on `train` with early stopping on `val`."""
     x, _ = next(iter(train.batches(1)))

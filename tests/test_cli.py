@@ -128,3 +128,13 @@ def test_a_bad_setting_is_one_line_too(model_file, tmp_path):
     out = tmp_path / "out"
     assert_clean_failure(run("scan", "--model", model_file, "--data", "digits", "--out", out, "--size", "0"), "size must be", out)
     assert_clean_failure(run("demo", "--out", out, "--spotlights", "0"), "at least 1", out)
+
+
+def test_scan_with_both_finders_reports_both(model_file, tmp_path):
+    result = run("scan", "--model", model_file, "--data", "digits", "--out", tmp_path / "r", "--finders", "spotlight,error-mixture", "-q")
+    assert result.exit_code == 0, result.output
+    methods = {m["method"] for m in json.loads((tmp_path / "r" / "scan.json").read_text())["modes"]}
+    assert methods == {"spotlight", "error-mixture"}
+    assert 'id="error-mixture-0"' in (tmp_path / "r" / "report.html").read_text()
+    bad = run("scan", "--model", model_file, "--data", "digits", "--out", tmp_path / "s", "--finders", "magic")
+    assert_clean_failure(bad, "unknown finders", tmp_path / "s")

@@ -1,35 +1,15 @@
 import numpy as np
 import pytest
-from sklearn.preprocessing import StandardScaler
 
 import faultlines as fl
 from faultlines.bench.blobs import planted_blob
-from faultlines.data import ArraySource
 from faultlines.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def pool_outputs(clf, splits):
-    """The model's outputs on val + test: 720 digits it was not trained on."""
-    pool = ArraySource(np.concatenate([splits.val.x, splits.test.x]), np.concatenate([splits.val.y, splits.test.y]))
-    return fl.probe(clf, pool, quiet=True)
-
-
 @pytest.mark.parametrize("cls, wrong_label", [(3, 8), (4, 9), (7, 1), (2, 1), (5, 6)])
-def test_top_spotlight_finds_a_planted_mislabelled_cluster(pool_outputs, cls, wrong_label):
-    # Relabel 10% of one class as another: the 10% of that class's samples nearest one of
-    # them in the standardised embedding space Spotlight searches, so the planted set is a
-    # contiguous high-loss region (a random 10% would be scattered among correct samples).
-    out = pool_outputs
-    rows = np.flatnonzero(out.labels == cls)
-    k = round(0.1 * len(rows))
-    z = StandardScaler().fit_transform(out.embeddings)[rows]
-    anchor = z[np.random.default_rng(0).integers(len(rows))]
-    planted = rows[np.argsort(((z - anchor) ** 2).sum(1))[:k]]
-    labels = out.labels.copy()
-    labels[planted] = wrong_label
-    relabelled = fl.Outputs.from_probs(labels, out.probs, out.embeddings, out.class_names)
-    top = fl.Spotlight(size=k, n_spotlights=2).find(relabelled)[0]
+def test_top_spotlight_finds_a_planted_mislabelled_cluster(plant_cluster, cls, wrong_label):
+    relabelled, planted = plant_cluster(cls, wrong_label)
+    top = fl.Spotlight(size=len(planted), n_spotlights=2).find(relabelled)[0]
     assert np.isin(top.members, planted).mean() >= 0.8
     assert top.metrics["mean_loss"] > 5 * relabelled.losses.mean()
 

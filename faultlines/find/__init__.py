@@ -1,5 +1,6 @@
 """Finders: each turns probed `Outputs` into a list of `FailureMode`s."""
 
+from faultlines.find.error_mixture import ErrorMixture
 from faultlines.find.spotlight import Spotlight
 
-__all__ = ["Spotlight"]
+__all__ = ["ErrorMixture", "Spotlight"]

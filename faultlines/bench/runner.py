@@ -1,0 +1,122 @@
+"""Run every finder and peer on every planted problem, side by side, and tabulate the scores."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faultlines.bench.metrics import mode_scores, slice_precision
+from faultlines.bench.peers import ConfusionCells, ErrorKMeans, SliceLine
+from faultlines.bench.planted import PROBLEMS, PlantedProblem, make_problem
+from faultlines.errors import SettingsError
+from faultlines.find.error_mixture import ErrorMixture
+from faultlines.find.spotlight import Spotlight
+from faultlines.model import Classifier
+from faultlines.probe import probe
+from faultlines.progress import console
+
+#: Every finder the benchmark runs, by name: faultlines' own first, then the peers.
+FINDERS: dict[str, Callable[[int], object]] = {
+    "spotlight": lambda seed: Spotlight(n_spotlights=5, seed=seed),
+    "error-mixture": lambda seed: ErrorMixture(seed=seed),
+    "sliceline": lambda seed: SliceLine(seed=seed),
+    "kmeans-errors": lambda seed: ErrorKMeans(seed=seed),
+    "confusion": lambda seed: ConfusionCells(seed=seed),
+}
+OURS = ("spotlight", "error-mixture")
+ALL_PROBLEMS = PROBLEMS + ("text",)
+
+
+@dataclass
+class BenchRow:
+    """One finder on one problem and seed."""
+
+    problem: str
+    seed: int
+    finder: str
+    p10: float
+    p25: float
+    ap: float
+    seconds: float
+    accuracy: float
+    slice_size: int
+    slice_error: float
+
+
+def _problem(name: str, seed: int, alpha: float, cache, sentiment_dir) -> PlantedProblem:
+    if name == "text":
+        from faultlines.bench.text import sentiment
+
+        return sentiment(sentiment_dir, seed=seed, alpha=alpha, cache=cache)
+    return make_problem(name, seed=seed, alpha=alpha)
+
+
+def run_bench(
+    problems: Sequence[str] = ALL_PROBLEMS,
+    seeds: Sequence[int] = (0, 1, 2),
+    alpha: float = 1.0,
+    cache: str | Path | None = None,
+    sentiment_dir: str | Path | None = None,
+    finders: Sequence[str] = tuple(FINDERS),
+    quiet: bool = False,
+) -> list[BenchRow]:
+    """Score each finder's slices against each problem's planted test slice (dcbench P@k)."""
+    unknown = [p for p in problems if p not in ALL_PROBLEMS] + [f for f in finders if f not in FINDERS]
+    if unknown:
+        raise SettingsError(f"unknown problems or finders: {unknown}; problems: {', '.join(ALL_PROBLEMS)}")
+    if "text" in problems and sentiment_dir is None:
+        raise SettingsError("the text problem needs the sentiment sentences folder (--sentiment-dir)")
+    rows = []
+    for name in problems:
+        for seed in seeds:
+            problem = _problem(name, seed, alpha, cache, sentiment_dir)
+            if not quiet:
+                console.print(f"[bold]{name}[/] seed {seed}: {problem.description}", highlight=False)
+            outputs = probe(Classifier(problem.model(cache, quiet)), problem.splits.test, quiet=True)
+            truth = problem.in_slice["test"]
+            for finder_name in finders:
+                start = time.perf_counter()
+                modes = FINDERS[finder_name](seed).find(outputs)
+                seconds = time.perf_counter() - start
+                score = slice_precision(mode_scores(modes, outputs.n), truth) if modes else {"p@10": 0.0, "p@25": 0.0, "ap": 0.0}
+                rows.append(
+                    BenchRow(name, seed, finder_name, score["p@10"], score["p@25"], score["ap"], seconds,
+                             outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean()))
+                )
+    return rows
+
+
+def markdown(rows: Sequence[BenchRow]) -> str:
+    """Mean P@10, P@25 and seconds per (problem, finder) over seeds, as markdown tables."""
+    finders = list(dict.fromkeys(r.finder for r in rows))
+    problems = list(dict.fromkeys(r.problem for r in rows))
+    cell: dict[tuple[str, str], list[BenchRow]] = defaultdict(list)
+    for r in rows:
+        cell[r.problem, r.finder].append(r)
+    n_seeds = len({r.seed for r in rows})
+    context = {p: cell[p, finders[0]] for p in problems}
+    lines = []
+    for metric, title in (("p10", "P@10"), ("p25", "P@25"), ("seconds", "seconds per run")):
+        lines += [f"**{title}** (mean over {n_seeds} seeds)", ""]
+        head = "| problem | accuracy | slice size | slice error | " + " | ".join(finders) + " |"
+        lines += [head, "|" + "---|" * (4 + len(finders))]
+        for p in problems:
+            c = context[p]
+            stats = f"{np.mean([r.accuracy for r in c]):.3f} | {np.mean([r.slice_size for r in c]):.0f} | {np.mean([r.slice_error for r in c]):.2f}"
+            values = [np.mean([getattr(r, metric) for r in cell[p, f]]) for f in finders]
+            fmt = "{:.2f}" if metric != "seconds" else "{:.2f}"
+            lines.append(f"| {p} | {stats} | " + " | ".join(fmt.format(v) for v in values) + " |")
+        if metric != "seconds":
+            means = [np.mean([np.mean([getattr(r, metric) for r in cell[p, f]]) for p in problems]) for f in finders]
+            lines.append("| **mean** | | | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def rows_as_dicts(rows: Sequence[BenchRow]) -> list[dict]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,160 @@
+"""ErrorMixture: an error-aware Gaussian mixture, in the spirit of Domino (Eyuboglu et al. 2022).
+
+Each sample is described by three things at once: its embedding z (standardised, then
+PCA-reduced), its one-hot label y and the model's predicted probabilities p. A component k
+models them with a diagonal Gaussian N(z; mu_k, diag var_k) and two categorical
+distributions theta_k (labels) and phi_k (predictions). EM maximises
+
+    sum_n log sum_k pi_k N(z_n; mu_k, var_k) * theta_k^(gamma_y y_n) * phi_k^(gamma_p p_n)
+
+so with large gammas a component prefers samples that share both a region of representation
+space and a (label, prediction) pattern: a coherent group of errors rather than a cluster.
+Components start from confusion-matrix cells (responsibility of cell (a, b) for sample n:
+y_na * p_nb), half of them off-diagonal cells, so error cells get components of their own
+even when they are small. Slices are the components ranked by error-rate gap: error rate
+of the component's members minus the data set's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from faultlines.errors import SettingsError
+from faultlines.find.common import describe
+from faultlines.types import FailureMode, Outputs
+
+
+class ErrorMixture:
+    """Find groups of samples that share a region of embedding space and an error pattern.
+
+    Args:
+        n_slices: how many slices (components with the largest error-rate gap) to return.
+        n_components: mixture components fitted.
+        n_pca: PCA components of the standardised embeddings modelled.
+        y_weight: gamma on the label term.
+        y_hat_weight: gamma on the prediction term.
+        max_iter, tol: EM stops after max_iter steps or when the mean log-likelihood gains < tol.
+        reg_covar: added to every variance.
+        min_size: least number of (hard-assigned) members for a component to be a slice;
+            default max(3, 0.5% of the samples).
+        n_typical: members kept as "most typical" for the report.
+        seed: seed for the initial noise and PCA.
+
+    Attributes (after `find`):
+        resp_: (N, n_components) responsibilities; means_, variances_, weights_;
+        gaps_: (n_components,) error-rate gap of each component (NaN below the least size).
+    """
+
+    def __init__(
+        self,
+        n_slices: int = 5,
+        n_components: int = 25,
+        n_pca: int = 32,
+        y_weight: float = 10.0,
+        y_hat_weight: float = 10.0,
+        max_iter: int = 100,
+        tol: float = 1e-5,
+        reg_covar: float = 1e-3,
+        min_size: int | None = None,
+        n_typical: int = 16,
+        seed: int = 0,
+        quiet: bool = True,
+    ) -> None:
+        if n_slices < 1 or n_components < 1 or n_pca < 1 or max_iter < 1:
+            raise SettingsError("n_slices, n_components, n_pca and max_iter must each be at least 1")
+        if y_weight < 0 or y_hat_weight < 0:
+            raise SettingsError("y_weight and y_hat_weight must not be negative")
+        self.n_slices, self.n_components, self.n_pca = n_slices, n_components, n_pca
+        self.y_weight, self.y_hat_weight = y_weight, y_hat_weight
+        self.max_iter, self.tol, self.reg_covar, self.min_size = max_iter, tol, reg_covar, min_size
+        self.n_typical, self.seed, self.quiet = n_typical, seed, quiet
+
+    def get_params(self) -> dict[str, object]:
+        keys = ("n_slices", "n_components", "n_pca", "y_weight", "y_hat_weight", "max_iter", "tol", "reg_covar", "min_size", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    def _initial_resp(self, y: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        c = y.shape[1]
+        mass = y.T @ p  # (C, C) soft confusion matrix
+        cells = [(a, b) for a in range(c) for b in range(c)]
+        off = sorted((cell for cell in cells if cell[0] != cell[1]), key=lambda ab: -mass[ab])
+        diag = sorted((cell for cell in cells if cell[0] == cell[1]), key=lambda ab: -mass[ab])
+        n_off = min(len(off), self.n_components // 2)
+        chosen = off[:n_off] + diag[: self.n_components - n_off]
+        chosen += off[n_off : n_off + self.n_components - len(chosen)]
+        while len(chosen) < self.n_components:  # more components than cells: repeat the largest
+            chosen.append(chosen[len(chosen) % max(1, len(cells))])
+        resp = np.stack([y[:, a] * p[:, b] for a, b in chosen], axis=1)
+        resp += 1e-3 * rng.random(resp.shape)
+        return resp / resp.sum(1, keepdims=True)
+
+    def _m_step(self, z, y, p, resp):
+        nk = resp.sum(0) + 1e-10
+        means = resp.T @ z / nk[:, None]
+        variances = np.maximum(resp.T @ (z * z) / nk[:, None] - means**2, 0) + self.reg_covar
+        smooth = 1e-3
+        theta = (resp.T @ y + smooth) / (nk[:, None] + smooth * y.shape[1])
+        phi = (resp.T @ p + smooth) / (nk[:, None] + smooth * p.shape[1])
+        return nk / nk.sum(), means, variances, theta, phi
+
+    def _log_joint(self, z, y, p, params) -> np.ndarray:
+        weights, means, variances, theta, phi = params
+        log_gauss = -0.5 * (
+            np.log(2 * np.pi * variances).sum(1)[None]
+            + (z * z) @ (1 / variances).T
+            - 2 * z @ (means / variances).T
+            + ((means * means) / variances).sum(1)[None]
+        )
+        return np.log(weights)[None] + log_gauss + self.y_weight * y @ np.log(theta).T + self.y_hat_weight * p @ np.log(phi).T
+
+    def find(self, outputs: Outputs) -> list[FailureMode]:
+        """Fit the mixture to `outputs` and return its slices with the largest error-rate gaps."""
+        rng = np.random.default_rng(self.seed)
+        z = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
+        n_pca = min(self.n_pca, z.shape[1], outputs.n - 1)
+        if n_pca >= 1 and n_pca < z.shape[1]:
+            z = PCA(n_components=n_pca, random_state=self.seed).fit_transform(z)
+        y = np.eye(outputs.num_classes)[outputs.labels]
+        p = outputs.probs.astype(np.float64)
+        resp = self._initial_resp(y, p, rng)
+        previous = -np.inf
+        for _ in range(self.max_iter):
+            params = self._m_step(z, y, p, resp)
+            log_joint = self._log_joint(z, y, p, params)
+            norm = logsumexp(log_joint, axis=1, keepdims=True)
+            resp = np.exp(log_joint - norm)
+            ll = float(norm.mean())
+            if ll - previous < self.tol:
+                break
+            previous = ll
+        self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_ = params
+        self.resp_ = resp
+        hard = resp.argmax(1)
+        min_size = self.min_size if self.min_size is not None else max(3, int(np.ceil(0.005 * outputs.n)))
+        wrong = ~outputs.correct
+        overall = wrong.mean()
+        self.gaps_ = np.array(
+            [wrong[hard == k].mean() - overall if (hard == k).sum() >= min_size else np.nan for k in range(self.n_components)]
+        )
+        ranked = [int(k) for k in np.argsort(-np.nan_to_num(self.gaps_, nan=-np.inf), kind="stable") if self.gaps_[k] > 0]
+        return [self._mode(outputs, k, rank, hard) for rank, k in enumerate(ranked[: self.n_slices])]
+
+    def _mode(self, outputs: Outputs, k: int, rank: int, hard: np.ndarray) -> FailureMode:
+        members = np.flatnonzero(hard == k)
+        members = members[np.argsort(-self.resp_[members, k], kind="stable")]
+        summary, metrics, evidence = describe(outputs, members, self.n_typical)
+        metrics |= {"error_gap": float(self.gaps_[k]), "mixture_weight": float(self.weights_[k])}
+        evidence |= {"component": k}
+        return FailureMode(
+            id=f"error-mixture-{rank}",
+            method="error-mixture",
+            summary=summary,
+            members=members,
+            weights=self.resp_[members, k].astype(np.float32),
+            source=outputs.source,
+            metrics=metrics,
+            evidence=evidence,
+        )

@@ -1,0 +1,60 @@
+"""Text data (real MiniLM, offline) and the benchmark runner end to end."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faultlines.bench.runner import markdown, run_bench
+from faultlines.cli import app
+from faultlines.data.text import embed_texts, read_labelled_sentences, text_source
+from faultlines.errors import DataError
+
+SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences"
+
+
+def test_minilm_embeds_offline_and_puts_similar_sentences_together():
+    emb = embed_texts(["The food was delicious.", "What a tasty meal!", "The battery died after an hour."])
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
+
+
+def test_text_source_previews_are_the_texts():
+    src = text_source(["good", "bad"], [1, 0], ("negative", "positive"))
+    assert src.x.shape == (2, 384) and src.preview([1]) == {1: "bad"}
+
+
+def test_reading_labelled_sentences(tmp_path):
+    texts, labels = read_labelled_sentences(SENTIMENT / "imdb_labelled.txt")
+    assert len(texts) == 1000 and set(labels.tolist()) == {0, 1}
+    (tmp_path / "bad.txt").write_text("no label here\n")
+    with pytest.raises(DataError, match="bad.txt:1"):
+        read_labelled_sentences(tmp_path / "bad.txt")
+
+
+def test_text_problem_surfaces_the_rare_website(tmp_path):
+    rows = run_bench(["text"], [0], cache=tmp_path, sentiment_dir=SENTIMENT, finders=["spotlight", "error-mixture"], quiet=True)
+    assert max(r.p10 for r in rows) >= 0.8
+
+
+def test_bench_runs_ours_and_peers_side_by_side(tmp_path):
+    rows = run_bench(["noisy"], [0], cache=tmp_path, quiet=True)
+    assert {r.finder for r in rows} == {"spotlight", "error-mixture", "sliceline", "kmeans-errors", "confusion"}
+    ours = {r.finder: r.p10 for r in rows if r.finder in ("spotlight", "error-mixture")}
+    assert min(ours.values()) >= 0.8
+    table = markdown(rows)
+    assert "| noisy |" in table and "**P@10**" in table and "**mean**" in table
+
+
+def test_bench_command_writes_the_table_and_rows(tmp_path):
+    out = tmp_path / "bench.md"
+    result = CliRunner().invoke(app, ["bench", "--problems", "heldout", "--seeds", "1", "--cache", str(tmp_path), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("`faultlines bench --problems heldout --seeds 1")
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert len(rows) == 5 and {r["problem"] for r in rows} == {"heldout"}
+    bad = CliRunner().invoke(app, ["bench", "--problems", "nope", "--out", str(out)])
+    assert bad.exit_code == 2 and "unknown problems" in bad.stderr
