@@ -7,6 +7,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from faultlines.data.sources import EmbeddingTable, Source, Splits
+from faultlines.errors import ModelError
 from faultlines.find.spotlight import Spotlight
 from faultlines.model import Classifier
 from faultlines.probe import probe
@@ -14,7 +15,11 @@ from faultlines.types import FailureMode, Outputs, ScanResult
 
 
 class Finder(Protocol):
-    """What `scan` needs of a finder: its settings, and failure modes from outputs."""
+    """What `scan` needs of a finder: its settings, and failure modes from outputs.
+
+    A finder that must run the model itself (Defuse) sets `needs_model = True`; `scan` then
+    calls `find(clf, data)` and stores the finder's `tables_` with the run.
+    """
 
     def get_params(self) -> dict[str, Any]: ...
 
@@ -57,7 +62,16 @@ def scan(
         data = data.test
     outputs = probe(clf, data, batch_size=batch_size, quiet=quiet)
     finders = finders if finders is not None else [Spotlight(seed=seed, quiet=quiet)]
-    modes = [mode for finder in finders for mode in finder.find(outputs)]
+    modes: list[FailureMode] = []
+    tables: dict[str, dict] = {}
+    for finder in finders:
+        if getattr(finder, "needs_model", False):
+            if clf is None or not isinstance(data, Source):
+                raise ModelError(f"{type(finder).__name__} runs the model on the inputs: give a model and input data")
+            modes += finder.find(clf, data)
+            tables |= getattr(finder, "tables_", {})
+        else:
+            modes += finder.find(outputs)
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names)},
@@ -68,4 +82,4 @@ def scan(
         "seed": seed,
         "versions": versions(),
     }
-    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts)
+    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables)

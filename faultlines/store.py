@@ -5,6 +5,7 @@
                           the modes it belongs to, its text, and a PNG preview where shown
     RUN/embeddings.npy    (N, D) float32 embeddings the finders searched
     RUN/report.html       the self-contained report
+    RUN/table-NAME.npz    other tables the modes refer to (Defuse's generated samples, ...)
 
 A run is assembled in a hidden temporary folder beside RUN and renamed into place, so an
 interrupted write leaves the previous run as it was.
@@ -127,6 +128,8 @@ def save_run(result: ScanResult, path: str | Path, files: Mapping[str, bytes] | 
         (tmp / "scan.json").write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
         pq.write_table(_samples_table(result), tmp / "samples.parquet")
         np.save(tmp / "embeddings.npy", result.outputs.embeddings)
+        for name, table in result.tables.items():
+            np.savez_compressed(tmp / f"table-{name}.npz", **table)
         for name, content in (files or {}).items():
             (tmp / name).write_bytes(content)
         if report:
@@ -199,4 +202,8 @@ def load_run(path: str | Path) -> ScanResult:
     texts = table.get("text")
     if texts is not None:
         previews |= {i: texts[i] for m in modes for i in m.evidence.get("typical", [])}
-    return ScanResult(outputs, modes, record["config"], previews, texts)
+    tables = {}
+    for f in sorted(path.glob("table-*.npz")):
+        with np.load(f, allow_pickle=False) as arrays:
+            tables[f.stem.removeprefix("table-")] = {k: arrays[k] for k in arrays.files}
+    return ScanResult(outputs, modes, record["config"], previews, texts, tables)

@@ -47,6 +47,7 @@ def fit(
     loss_fn: LossFn = cross_entropy,
     extra_loss: LossFn | None = None,
     patience: int = 5,
+    on_epoch: Callable[[int], None] | None = None,
     quiet: bool = True,
     description: str = "training",
 ) -> History:
@@ -59,6 +60,7 @@ def fit(
         loss_fn: the loss of one batch; default cross-entropy on the module's logits.
         extra_loss: a term added to the training loss only (e.g. an explanation penalty).
         patience: epochs without a better validation loss before stopping.
+        on_epoch: called with the epoch number before each epoch (schedules, annealing).
 
     Returns:
         History of the per-epoch losses and the epoch kept.
@@ -69,6 +71,8 @@ def fit(
     history = History()
     best, best_state, since_best = math.inf, None, 0
     for epoch in track(range(epochs), description, total=epochs, quiet=quiet):
+        if on_epoch is not None:
+            on_epoch(epoch)
         module.train()
         total, count = 0.0, 0
         for x, y in train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch):

@@ -205,6 +205,8 @@ class ScanResult:
         config: how the scan was run (finders and their settings, data, model, seed).
         previews: images or texts for the samples the report shows, by row index.
         texts: one text per row where the data is text, else None.
+        tables: other tables the modes refer to, by name, each a dict of equal-length
+            arrays: "generated" (Defuse's region samples), "defuse_hits", "vae", ...
     """
 
     outputs: Outputs
@@ -212,6 +214,7 @@ class ScanResult:
     config: dict[str, Any] = field(default_factory=dict)
     previews: dict[int, Preview] = field(default_factory=dict)
     texts: list[str] | None = None
+    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
         """Write the run directory (see `faultlines.store.save_run`)."""

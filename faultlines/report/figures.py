@@ -40,6 +40,19 @@ def image_uri(image: np.ndarray) -> str:
     return png_uri(buf.getvalue())
 
 
+def tile(images: np.ndarray, columns: int = 16, pad: int = 1) -> np.ndarray:
+    """(N, C, H, W) images in [0, 1] side by side, `columns` per row, as one uint8 image."""
+    images = np.clip(np.asarray(images, np.float32), 0, 1)
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.ones((c, rows * (h + pad) + pad, columns * (w + pad) + pad), np.float32)
+    for i, im in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = im
+    grid = np.round(grid * 255).astype(np.uint8)
+    return grid[0] if c == 1 else np.moveaxis(grid, 0, -1)
+
+
 def confusion_matrix(outputs: Outputs) -> str:
     """Counts of (true label, prediction), rows = true labels."""
     c = outputs.num_classes

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from faultlines.data.sources import to_image_uint8
 from faultlines.report import figures
 from faultlines.types import FailureMode, ScanResult
 
@@ -19,8 +20,25 @@ _env = Environment(loader=PackageLoader("faultlines.report", "templates"), autoe
 KEY_METRICS = ("size", "error_rate", "error_lift", "mean_loss", "weighted_loss", "purity")
 
 
+def _generated_examples(result: ScanResult, mode: FailureMode) -> list[dict[str, Any]]:
+    table, names = result.tables.get("generated"), result.outputs.class_names
+    if table is None:
+        return []
+    examples = []
+    for i in mode.evidence.get("typical", []):
+        pred = names[int(table["pred"][i])]
+        examples.append({"index": i, "label": mode.evidence.get("label", "?"), "pred": pred, "loss": float("nan"),
+                         "wrong": pred != mode.evidence.get("label"), "text": None,
+                         "image": figures.image_uri(to_image_uint8(table["images"][i]))})
+    return examples
+
+
 def _examples(result: ScanResult, mode: FailureMode) -> list[dict[str, Any]]:
     out, names = result.outputs, result.outputs.class_names
+    if mode.source == "generated":
+        return _generated_examples(result, mode)
+    if mode.source != out.source:
+        return []
     examples = []
     for i in mode.evidence.get("typical", []):
         preview = result.previews.get(i)
@@ -54,12 +72,18 @@ def render(result: ScanResult) -> str:
             {
                 "mode": mode,
                 "metrics": [(k, _fmt(mode.metrics[k])) for k in ordered],
-                "examples": _examples(result, mode) if mode.source == out.source else [],
+                "examples": _examples(result, mode),
                 "confusions": mode.evidence.get("confusions", []),
                 "label_counts": list(mode.evidence.get("label_counts", {}).items())[:6],
             }
         )
+    vae = result.tables.get("vae")
+    vae_grids = None
+    if vae is not None:
+        vae_grids = {name: figures.image_uri(figures.tile(vae[key])) for name, key in
+                     (("inputs", "originals"), ("reconstructions", "reconstructions"), ("samples from the prior", "samples"))}
     return _env.get_template("report.html.j2").render(
+        vae_grids=vae_grids,
         config=result.config,
         overview=out.overview(),
         modes=modes,

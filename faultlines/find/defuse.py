@@ -1,0 +1,218 @@
+"""Defuse (Slack, Rauschmayr, Kenthapadi 2021, arXiv 2102.06162): natural-looking inputs the
+classifier gets wrong, found in a VAE's latent space and grouped into regions.
+
+Identification. Seeds are samples the classifier gets right *and* whose VAE reconstruction
+it also gets right (otherwise a "failure" could be the VAE's, not the classifier's). Around
+each seed's latent mean, Q zero-mean perturbations are drawn (isotropic Gaussian directions)
+at distances growing linearly up to `max_radius` (the reference code's Beta(50, 50) noise has
+mean 0.5 and shifts every code), decoded and classified in batches; of those whose prediction differs
+from the seed's label, the k closest to the seed are kept as hits.
+
+Distillation. Dirichlet-process Gaussian mixtures (scikit-learn's BayesianGaussianMixture)
+are fitted to the hit codes, one per seed class, and every component with enough hits is a
+candidate region. (The reference fits one mixture over all hits; its components straddle
+class boundaries and mix seeds of several classes, so "one label per region" is ill-posed.
+Fitted per class, a region's natural label is its seeds' class.) Each is
+sampled from N(mu_k, s * Sigma_k) and kept when its samples are mostly misclassified, with a
+consistent predicted label. Every sample carries its region and a split: "train" and "val"
+samples are for correcting the model, "heldout" samples only measure the correction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+from sklearn.mixture import BayesianGaussianMixture
+
+from faultlines.data.sources import Source
+from faultlines.errors import DataError, SettingsError
+from faultlines.generative.vae import VAE
+from faultlines.model import Classifier
+from faultlines.progress import track
+from faultlines.types import FailureMode
+
+#: Codes of the split column of the generated table.
+SPLIT_CODES = {"train": 0, "val": 1, "heldout": 2}
+
+
+class Defuse:
+    """Find, group and describe regions of a VAE's latent space that the classifier gets wrong.
+
+    Args:
+        vae: a fitted VAE of the classifier's inputs.
+        n_perturb: Q, latent perturbations drawn per seed.
+        k: hits kept per seed (the closest misclassified codes).
+        max_radius: distance of the farthest perturbation from the seed's code (the prior has unit variance).
+        max_seeds: seeds used at most (a random subset of the eligible ones).
+        max_regions: components of each class's Dirichlet-process mixture, at most.
+        min_hits: least number of hits for a component to be a candidate region.
+        sample_scale: s in N(mu_k, s * Sigma_k).
+        region_samples: samples drawn per region (split 50% train, 20% val, 30% heldout).
+        min_error: least share of a region's samples that must be misclassified.
+        min_consistency: least share of its misclassified samples with the commonest prediction.
+        batch_size: decodes classified per forward pass.
+        seed: seed for every random draw.
+    """
+
+    needs_model = True
+
+    def __init__(
+        self,
+        vae: VAE,
+        n_perturb: int = 50,
+        k: int = 5,
+        max_radius: float = 2.0,
+        max_seeds: int = 400,
+        max_regions: int = 20,
+        min_hits: int = 10,
+        sample_scale: float = 1.0,
+        region_samples: int = 300,
+        min_error: float = 0.6,
+        min_consistency: float = 0.6,
+        n_typical: int = 16,
+        batch_size: int = 2048,
+        seed: int = 0,
+        quiet: bool = True,
+    ) -> None:
+        if n_perturb < 1 or k < 1 or max_seeds < 1 or max_regions < 1 or region_samples < 10:
+            raise SettingsError("n_perturb, k, max_seeds and max_regions must be at least 1, region_samples at least 10")
+        if not 0 < max_radius or not 0 < sample_scale:
+            raise SettingsError("max_radius and sample_scale must be positive")
+        self.vae, self.n_perturb, self.k, self.max_radius, self.max_seeds = vae, n_perturb, k, max_radius, max_seeds
+        self.max_regions, self.min_hits, self.sample_scale = max_regions, min_hits, sample_scale
+        self.region_samples, self.min_error, self.min_consistency = region_samples, min_error, min_consistency
+        self.n_typical, self.batch_size, self.seed, self.quiet = n_typical, batch_size, seed, quiet
+
+    def get_params(self) -> dict[str, object]:
+        keys = ("n_perturb", "k", "max_radius", "max_seeds", "max_regions", "min_hits", "sample_scale",
+                "region_samples", "min_error", "min_consistency", "seed")
+        return {key: getattr(self, key) for key in keys} | {"latent_dim": self.vae.latent_dim}
+
+    def _classify(self, clf: Classifier, images: torch.Tensor) -> np.ndarray:
+        return np.concatenate([clf.logits(b).argmax(1).numpy() for b in images.split(self.batch_size)])
+
+    @torch.no_grad()
+    def _seeds(self, clf: Classifier, source: Source, rng: np.random.Generator):
+        xs, ys = zip(*source.batches(self.batch_size))
+        x, y = torch.cat(xs), torch.cat(ys).numpy()
+        self.vae.eval()
+        mu = torch.cat([self.vae.encode(b)[0] for b in x.split(self.batch_size)])
+        recon = torch.cat([self.vae.decode(m) for m in mu.split(self.batch_size)])
+        eligible = np.flatnonzero((self._classify(clf, x) == y) & (self._classify(clf, recon) == y))
+        if len(eligible) == 0:
+            raise DataError("no seed: the classifier gets no sample and its reconstruction right; train the VAE longer")
+        chosen = np.sort(rng.choice(eligible, min(self.max_seeds, len(eligible)), replace=False))
+        return chosen, y[chosen], mu[chosen], x[:16], recon[:16]
+
+    @torch.no_grad()
+    def _hits(self, clf: Classifier, seeds: np.ndarray, labels: np.ndarray, mu: torch.Tensor, gen: torch.Generator):
+        radii = torch.linspace(self.max_radius / self.n_perturb, self.max_radius, self.n_perturb)
+        rows = []
+        per_chunk = max(1, self.batch_size // self.n_perturb)
+        chunks = range(0, len(seeds), per_chunk)
+        for start in track(chunks, "searching latent space", len(chunks), self.quiet):
+            m = mu[start : start + per_chunk]
+            eps = torch.randn(len(m), self.n_perturb, m.shape[1], generator=gen)
+            z = m[:, None] + radii[None, :, None] * eps / eps.norm(dim=2, keepdim=True)
+            preds = self._classify(clf, self.vae.decode(z.reshape(-1, m.shape[1]))).reshape(len(m), self.n_perturb)
+            dist = (z - m[:, None]).norm(dim=2).numpy()
+            for j in range(len(m)):
+                i = start + j
+                wrong = np.flatnonzero(preds[j] != labels[i])
+                for q in wrong[np.argsort(dist[j, wrong], kind="stable")][: self.k]:
+                    rows.append((seeds[i], labels[i], preds[j, q], z[j, q].numpy(), dist[j, q]))
+        if not rows:
+            return None
+        seed_idx, seed_label, pred, z, dist = zip(*rows)
+        return {"seed": np.array(seed_idx), "seed_label": np.array(seed_label), "pred": np.array(pred),
+                "z": np.stack(z).astype(np.float32), "distance": np.array(dist, np.float32)}
+
+    def find(self, clf: Classifier, source: Source) -> list[FailureMode]:
+        """Search the VAE's latent space around `source`'s samples; return one mode per region.
+
+        After the call, `tables_` holds the hits, the generated region samples and the VAE's
+        reconstruction and sample grids, for the run folder and the report.
+        """
+        rng = np.random.default_rng(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        seeds, labels, mu, originals, recon = self._seeds(clf, source, rng)
+        hits = self._hits(clf, seeds, labels, mu, gen)
+        self.tables_ = {"vae": {"originals": originals.numpy(), "reconstructions": recon.numpy(), "samples": self.vae.sample(16, self.seed)}}
+        self.n_seeds_ = len(seeds)
+        if hits is None or len(hits["z"]) < 2:
+            self.tables_["defuse_hits"] = hits or {}
+            return []
+        hits["component"] = np.full(len(hits["z"]), -1)
+        candidates = []  # (label, component id, mean, covariance, hit mask)
+        for label in np.unique(hits["seed_label"]):
+            rows = np.flatnonzero(hits["seed_label"] == label)
+            if len(rows) < self.min_hits:
+                continue
+            mixture = BayesianGaussianMixture(
+                n_components=max(1, min(self.max_regions, len(rows) // self.min_hits)),
+                weight_concentration_prior_type="dirichlet_process",
+                covariance_type="full",
+                reg_covar=1e-3,
+                max_iter=500,
+                random_state=self.seed,
+            ).fit(hits["z"][rows])
+            assigned = mixture.predict(hits["z"][rows])
+            for c in range(mixture.n_components):
+                in_c = np.zeros(len(hits["z"]), bool)
+                in_c[rows[assigned == c]] = True
+                if in_c.sum() >= self.min_hits:
+                    cid = len(candidates)
+                    hits["component"][in_c] = cid
+                    candidates.append((int(label), cid, mixture.means_[c], mixture.covariances_[c], in_c))
+        modes, images, region_of, preds, splits = [], [], [], [], []
+        offset = 0
+        for label, cid, mean, cov, in_c in sorted(candidates, key=lambda cand: -cand[4].sum()):
+            z = rng.multivariate_normal(mean, self.sample_scale * cov, self.region_samples)
+            with torch.no_grad():
+                decoded = self.vae.decode(torch.from_numpy(z.astype(np.float32)))
+            pred = self._classify(clf, decoded)
+            wrong = pred != label
+            if not wrong.any():
+                continue
+            top_pred, top_count = Counter(pred[wrong].tolist()).most_common(1)[0]
+            error, consistency = wrong.mean(), top_count / wrong.sum()
+            if error < self.min_error or consistency < self.min_consistency:
+                continue
+            n_train, n_val = int(0.5 * len(z)), int(0.2 * len(z))
+            split = np.repeat([0, 1, 2], [n_train, n_val, len(z) - n_train - n_val])
+            rng.shuffle(split)
+            members = offset + np.arange(len(z))
+            modes.append(self._mode(len(modes), members, in_c, hits, label, top_pred, error, consistency, cid, pred, clf))
+            images.append(decoded.numpy())
+            region_of.append(np.full(len(z), len(modes) - 1))
+            preds.append(pred)
+            splits.append(split)
+            offset += len(z)
+        self.tables_["defuse_hits"] = hits
+        if modes:
+            self.tables_["generated"] = {"images": np.concatenate(images).astype(np.float32), "region": np.concatenate(region_of),
+                                         "pred": np.concatenate(preds), "split": np.concatenate(splits)}
+        return modes
+
+    def _mode(self, j, members, in_c, hits, label, top_pred, error, consistency, component, pred, clf) -> FailureMode:
+        names = clf.class_names or tuple(str(i) for i in range(max(int(hits["pred"].max()), int(label)) + 1))
+        seed_labels = Counter(hits["seed_label"][in_c].tolist())
+        purity = seed_labels[label] / in_c.sum()
+        pair_share = float(((hits["seed_label"][in_c] == label) & (hits["pred"][in_c] == top_pred)).mean())
+        summary = (f"{int(in_c.sum())} hits from {names[label]} seeds: {error:.0%} of {len(members)} region samples are "
+                   f"misclassified, {consistency:.0%} of those as {names[top_pred]}")
+        typical = [int(members[i]) for i in np.argsort(pred != label, kind="stable")[::-1][: self.n_typical]]
+        return FailureMode(
+            id=f"defuse-{j}",
+            method="defuse",
+            summary=summary,
+            members=members,
+            source="generated",
+            metrics={"hits": float(in_c.sum()), "size": float(len(members)), "error_rate": float(error),
+                     "consistency": float(consistency), "seed_purity": float(purity), "pair_share": pair_share},
+            evidence={"typical": typical, "label": names[label], "label_id": int(label), "pred": names[top_pred],
+                      "pred_id": int(top_pred), "component": int(component),
+                      "hit_seeds": sorted({int(s) for s in hits["seed"][in_c]})},
+        )
