@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from faultlines.errors import FaultlinesError, RunDirError, SettingsError
+from faultlines.errors import DataError, FaultlinesError, ModelError, RunDirError, SettingsError
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -31,21 +31,55 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Seed = Annotated[int, typer.Option(help="Seed for every random choice; the same seed gives the same modes.")]
 Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count.")]
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
-Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture.")]
+Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture, defuse.")]
+FINDER_NAMES = ("spotlight", "error-mixture", "defuse")
 
 
-def _finders(names: str, size: float, spotlights: int, seed: int, quiet: bool) -> list:
+def _finder_names(names: str) -> list[str]:
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in FINDER_NAMES]
+    if unknown or not chosen:
+        raise SettingsError(f"unknown finders {unknown}; choose from {', '.join(FINDER_NAMES)}")
+    return chosen
+
+
+def _finders(names: list[str], size: float, spotlights: int, seed: int, quiet: bool, vae=None) -> list:
     from faultlines.find import ErrorMixture, Spotlight
+    from faultlines.find.defuse import Defuse
 
     makers = {
         "spotlight": lambda: Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet),
         "error-mixture": lambda: ErrorMixture(seed=seed, quiet=quiet),
+        "defuse": lambda: Defuse(vae, seed=seed, quiet=quiet),
     }
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in makers]
-    if unknown or not chosen:
-        raise SettingsError(f"unknown finders {unknown}; choose from {', '.join(makers)}")
-    return [makers[n]() for n in chosen]
+    return [makers[n]() for n in names]
+
+
+def _vae(names: list[str], path: Path | None, data, epochs: int, seed: int, quiet: bool):
+    """The VAE for Defuse: loaded from `path`, or trained on `data`; None if Defuse is not run."""
+    from faultlines.generative import VAE
+    from faultlines.model import load_module
+
+    if "defuse" not in names:
+        return None
+    if path is not None:
+        vae, _ = load_module(path)
+        if not isinstance(vae, VAE):
+            raise ModelError(f"{path} holds a {type(vae).__name__}, not a faultlines VAE")
+        return vae
+    x, _ = next(iter(data.batches(1)))
+    if x.ndim != 4:
+        raise DataError("Defuse needs image inputs (N, C, H, W) for its VAE")
+    _status(f"training a VAE on {len(data)} images ({epochs} epochs)", quiet)
+    return VAE(in_channels=x.shape[1], size=x.shape[-1]).fit(data, epochs=epochs, seed=seed, quiet=quiet)
+
+
+def _checkpoint_bytes(module, class_names) -> bytes:
+    from faultlines.model import save_checkpoint
+
+    buf = io.BytesIO()
+    save_checkpoint(module, buf, class_names)
+    return buf.getvalue()
 
 
 def _fail(message: str) -> NoReturn:
@@ -96,22 +130,27 @@ def demo(
 ) -> None:
     """Train a small CNN on scikit-learn's digits, scan its test split, write the report."""
     from faultlines.data.digits import CLASS_NAMES, digits
-    from faultlines.model import Classifier, save_checkpoint
+    from faultlines.generative import VAE
+    from faultlines.model import Classifier
     from faultlines.scan import scan
     from faultlines.store import save_run
     from faultlines.train import train_small_cnn
 
     _writable_run_dir(out)
-    chosen = _finders(finders, size, spotlights, seed, quiet)
+    names = _finder_names(finders)
+    _finders(names, size, spotlights, seed, quiet, vae=VAE())  # check the settings before any work
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
     model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
     clf = Classifier(model, class_names=CLASS_NAMES)
+    vae = _vae(names, None, splits.train, 80, seed, quiet)
     _status(f"scanning {len(splits.test)} test digits with {finders}", quiet)
-    result = scan(clf, splits.test, chosen, quiet=quiet, seed=seed)
-    buf = io.BytesIO()
-    save_checkpoint(model, buf, CLASS_NAMES)
-    save_run(result, out, files={"model.pt": buf.getvalue()})
+    result = scan(clf, splits.test, _finders(names, size, spotlights, seed, quiet, vae), quiet=quiet, seed=seed)
+    result.config["data"]["spec"] = "digits"
+    files = {"model.pt": _checkpoint_bytes(model, CLASS_NAMES)}
+    if vae is not None:
+        files["vae.pt"] = _checkpoint_bytes(vae, None)
+    save_run(result, out, files=files)
     _print_result(result, out)
 
 
@@ -127,6 +166,8 @@ def scan_command(
     size: Size = 0.02,
     spotlights: Spotlights = 5,
     finders: Finders = "spotlight",
+    vae: Annotated[Path | None, typer.Option(help="A saved faultlines VAE for Defuse (default: train one on --data).")] = None,
+    vae_epochs: Annotated[int, typer.Option(help="Epochs to train Defuse's VAE when none is given.")] = 80,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -134,19 +175,25 @@ def scan_command(
     """Scan a model on data for failure modes and write a run folder with its report."""
     from faultlines.data.files import load
     from faultlines.data.sources import EmbeddingTable
-    from faultlines.errors import ModelError
+    from faultlines.generative import VAE
     from faultlines.model import Classifier
     from faultlines.scan import scan
     from faultlines.store import save_run
 
     _writable_run_dir(out)
-    chosen = _finders(finders, size, spotlights, seed, quiet)
+    names = _finder_names(finders)
+    _finders(names, size, spotlights, seed, quiet, vae=VAE())  # check the settings before any work
     clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer) if model is not None else None
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
-    result = scan(clf, source, chosen, batch_size=batch_size, quiet=quiet, seed=seed)
-    save_run(result, out)
+    trained_vae = _vae(names, vae, source, vae_epochs, seed, quiet)
+    result = scan(clf, source, _finders(names, size, spotlights, seed, quiet, trained_vae), batch_size=batch_size, quiet=quiet, seed=seed)
+    result.config["data"]["spec"] = data
+    files = {"model.pt": model.read_bytes()} if model is not None else {}
+    if trained_vae is not None:
+        files["vae.pt"] = _checkpoint_bytes(trained_vae, None)
+    save_run(result, out, files=files)
     _print_result(result, out)
 
 
@@ -168,6 +215,112 @@ def report(
     path = write_report(result, out or run_dir / "report.html")
     _status(f"rendered {len(result.modes)} failure modes", quiet)
     typer.echo(f"report: {path}")
+
+
+@app.command()
+@_one_line_errors
+def label(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with Defuse regions.")],
+    labels: Annotated[Path | None, typer.Option(help="CSV with columns region,label (a class name or 'skip').")] = None,
+    interactive: Annotated[bool, typer.Option("--interactive", help="Ask for each region's class at the terminal.")] = False,
+    auto: Annotated[bool, typer.Option("--auto", help="Label each region with the majority label of the seeds nearest it.")] = False,
+    agreement: Annotated[float, typer.Option(help="With --auto: share of the nearest seeds that must agree, else skip.")] = 0.8,
+    quiet: Quiet = False,
+    seed: Seed = 0,
+) -> None:
+    """Give each Defuse region the class its samples truly show (or 'skip'); stored as RUN_DIR/labels.json."""
+    from faultlines.atomic import write_file
+    from faultlines.repair import labels as region_labels
+    from faultlines.report.figures import tile
+    from faultlines.store import load_run
+
+    if sum([labels is not None, interactive, auto]) != 1:
+        raise SettingsError("give exactly one of --labels CSV, --interactive or --auto")
+    result = load_run(run_dir)
+    found = region_labels.regions(result)
+    if not found:
+        raise RunDirError(f"{run_dir} has no Defuse regions to label; scan with --finders defuse")
+    if labels is not None:
+        chosen, how = region_labels.read_csv(labels, result), "csv"
+    elif auto:
+        chosen, how = region_labels.from_seeds(result, agreement), "auto"
+    else:
+        from PIL import Image
+
+        grid_dir = run_dir / "regions"
+        grid_dir.mkdir(exist_ok=True)
+        grids = {}
+        table = result.tables["generated"]
+        for region, evidence in found.items():
+            buf = io.BytesIO()
+            Image.fromarray(tile(table["images"][evidence["typical"]], columns=8)).resize((8 * 17 * 6, -(-len(evidence["typical"]) // 8) * 17 * 6), Image.NEAREST).save(buf, format="PNG")
+            grids[region] = write_file(grid_dir / f"{region}.png", buf.getvalue())
+        chosen, how = region_labels.prompt(result, grids, ask=lambda q: typer.prompt(q, prompt_suffix=""), say=typer.echo), "prompt"
+    path = region_labels.save(run_dir, chosen, result, how)
+    named = sum(v is not None for v in chosen.values())
+    typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
+
+
+@app.command()
+@_one_line_errors
+def fix(
+    run_dir: Annotated[Path, typer.Argument(help="A labelled run folder (see `faultlines label`).")],
+    train: Annotated[str | None, typer.Option(help="Training data (as for scan --data); default: the digits when the run scanned them.")] = None,
+    val: Annotated[str | None, typer.Option(help="Validation data for choosing lambda; default: the digits' validation split.")] = None,
+    lambdas: Annotated[str, typer.Option(help="Comma-separated weights of the region loss to try.")] = "0.1,0.3,1,3",
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per lambda.")] = 10,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune the run's model to correct its labelled Defuse regions; write the model and a before/after table."""
+    import json
+
+    from faultlines.atomic import write_file
+    from faultlines.data.digits import digits
+    from faultlines.data.files import load
+    from faultlines.model import load_module
+    from faultlines.repair import labels as region_labels
+    from faultlines.repair.finetune import finetune, region_samples
+    from faultlines.report import render
+    from faultlines.store import FIX_FILE, load_run
+
+    result = load_run(run_dir)
+    chosen = region_labels.load(run_dir, result)
+    try:
+        weights = tuple(float(v) for v in lambdas.split(","))
+    except ValueError as e:
+        raise SettingsError(f"--lambdas must be numbers separated by commas, not {lambdas!r}") from e
+    if not (run_dir / "model.pt").is_file():
+        raise RunDirError(f"{run_dir} keeps no model.pt to fine-tune; scan with --model")
+    spec = result.config.get("data", {}).get("spec")
+    if spec == "digits":
+        splits = digits(seed=result.config.get("seed", 0))
+        train_data, val_data, test_data = splits.train, splits.val, splits.test
+    else:
+        if train is None or val is None or spec is None:
+            raise SettingsError("give the model's training and validation data: --train PATH --val PATH")
+        test_data = load(spec)
+    if train is not None:
+        train_data = load(train)
+    if val is not None:
+        val_data = load(val)
+    module, _ = load_module(run_dir / "model.pt")
+    index = {evidence["region"]: chosen.get(region) for region, evidence in region_labels.regions(result).items()}
+    samples = region_samples(result.tables["generated"], index)
+    _status(f"fine-tuning on {len(train_data)} training samples and {len(samples.y['train'])} labelled region samples", quiet)
+    fixed = finetune(module, train_data, val_data, test_data, samples, lambdas=weights, epochs=epochs, seed=seed, quiet=quiet)
+    names = result.outputs.class_names
+    table = {"lambda": fixed.lam, "sweep": fixed.sweep, "before": fixed.before, "after": fixed.after,
+             "labelled_regions": sum(v is not None for v in index.values()),
+             "labels": {str(k): names[v] for k, v in index.items() if v is not None}}
+    write_file(run_dir / "model-fixed.pt", _checkpoint_bytes(fixed.module, names))
+    write_file(run_dir / FIX_FILE, json.dumps(table, indent=1))
+    result.repairs["defuse"] = json.loads(json.dumps(table))
+    write_file(run_dir / "report.html", render(result))
+    b, a = fixed.before, fixed.after
+    typer.echo(f"lambda {fixed.lam:g}: test accuracy {b['test_accuracy']:.4f} -> {a['test_accuracy']:.4f}; "
+               f"held-out region accuracy {b['heldout_region_accuracy']:.4f} -> {a['heldout_region_accuracy']:.4f}")
+    typer.echo(f"model: {run_dir / 'model-fixed.pt'}")
 
 
 @app.command()

@@ -6,6 +6,9 @@
     RUN/embeddings.npy    (N, D) float32 embeddings the finders searched
     RUN/report.html       the self-contained report
     RUN/table-NAME.npz    other tables the modes refer to (Defuse's generated samples, ...)
+    RUN/model.pt          the scanned model; RUN/vae.pt the VAE Defuse searched
+    RUN/labels.json       region labels (`faultlines label`)
+    RUN/fix.json, RUN/model-fixed.pt   the correction (`faultlines fix`)
 
 A run is assembled in a hidden temporary folder beside RUN and renamed into place, so an
 interrupted write leaves the previous run as it was.
@@ -24,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
+
 from faultlines.errors import RunDirError
 from faultlines.types import FailureMode, Outputs, ScanResult
 
 RUN_FORMAT = "faultlines-run-1"
+#: The before/after table `faultlines fix` writes.
+FIX_FILE = "fix.json"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -206,4 +212,8 @@ def load_run(path: str | Path) -> ScanResult:
     for f in sorted(path.glob("table-*.npz")):
         with np.load(f, allow_pickle=False) as arrays:
             tables[f.stem.removeprefix("table-")] = {k: arrays[k] for k in arrays.files}
-    return ScanResult(outputs, modes, record["config"], previews, texts, tables)
+    repairs = {}
+    if (path / FIX_FILE).is_file():
+        repairs["defuse"] = json.loads((path / FIX_FILE).read_text(encoding="utf-8"))
+    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs)
+

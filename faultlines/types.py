@@ -207,6 +207,8 @@ class ScanResult:
         texts: one text per row where the data is text, else None.
         tables: other tables the modes refer to, by name, each a dict of equal-length
             arrays: "generated" (Defuse's region samples), "defuse_hits", "vae", ...
+        repairs: what `faultlines fix` did to the model, by repair ("defuse": the
+            before/after table), read from the run folder.
     """
 
     outputs: Outputs
@@ -215,6 +217,7 @@ class ScanResult:
     previews: dict[int, Preview] = field(default_factory=dict)
     texts: list[str] | None = None
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    repairs: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
         """Write the run directory (see `faultlines.store.save_run`)."""

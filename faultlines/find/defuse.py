@@ -48,6 +48,8 @@ class Defuse:
         max_seeds: seeds used at most (a random subset of the eligible ones).
         max_regions: components of each class's Dirichlet-process mixture, at most.
         min_hits: least number of hits for a component to be a candidate region.
+        min_share: least share of all hits for a component to be a candidate region (its
+            mixture weight among all hits); the larger of the two bounds applies.
         sample_scale: s in N(mu_k, s * Sigma_k).
         region_samples: samples drawn per region (split 50% train, 20% val, 30% heldout).
         min_error: least share of a region's samples that must be misclassified.
@@ -64,9 +66,10 @@ class Defuse:
         n_perturb: int = 50,
         k: int = 5,
         max_radius: float = 2.0,
-        max_seeds: int = 400,
+        max_seeds: int = 1000,
         max_regions: int = 20,
         min_hits: int = 10,
+        min_share: float = 0.01,
         sample_scale: float = 1.0,
         region_samples: int = 300,
         min_error: float = 0.6,
@@ -82,11 +85,12 @@ class Defuse:
             raise SettingsError("max_radius and sample_scale must be positive")
         self.vae, self.n_perturb, self.k, self.max_radius, self.max_seeds = vae, n_perturb, k, max_radius, max_seeds
         self.max_regions, self.min_hits, self.sample_scale = max_regions, min_hits, sample_scale
+        self.min_share = min_share
         self.region_samples, self.min_error, self.min_consistency = region_samples, min_error, min_consistency
         self.n_typical, self.batch_size, self.seed, self.quiet = n_typical, batch_size, seed, quiet
 
     def get_params(self) -> dict[str, object]:
-        keys = ("n_perturb", "k", "max_radius", "max_seeds", "max_regions", "min_hits", "sample_scale",
+        keys = ("n_perturb", "k", "max_radius", "max_seeds", "max_regions", "min_hits", "min_share", "sample_scale",
                 "region_samples", "min_error", "min_consistency", "seed")
         return {key: getattr(self, key) for key in keys} | {"latent_dim": self.vae.latent_dim}
 
@@ -139,19 +143,23 @@ class Defuse:
         gen = torch.Generator().manual_seed(self.seed)
         seeds, labels, mu, originals, recon = self._seeds(clf, source, rng)
         hits = self._hits(clf, seeds, labels, mu, gen)
-        self.tables_ = {"vae": {"originals": originals.numpy(), "reconstructions": recon.numpy(), "samples": self.vae.sample(16, self.seed)}}
+        self.tables_ = {
+            "vae": {"originals": originals.numpy(), "reconstructions": recon.numpy(), "samples": self.vae.sample(16, self.seed)},
+            "defuse_seeds": {"index": seeds, "label": labels, "z": mu.numpy()},
+        }
         self.n_seeds_ = len(seeds)
         if hits is None or len(hits["z"]) < 2:
             self.tables_["defuse_hits"] = hits or {}
             return []
         hits["component"] = np.full(len(hits["z"]), -1)
         candidates = []  # (label, component id, mean, covariance, hit mask)
+        least = max(self.min_hits, self.min_share * len(hits["z"]))
         for label in np.unique(hits["seed_label"]):
             rows = np.flatnonzero(hits["seed_label"] == label)
-            if len(rows) < self.min_hits:
+            if len(rows) < least:
                 continue
             mixture = BayesianGaussianMixture(
-                n_components=max(1, min(self.max_regions, len(rows) // self.min_hits)),
+                n_components=max(1, min(self.max_regions, int(len(rows) // least))),
                 weight_concentration_prior_type="dirichlet_process",
                 covariance_type="full",
                 reg_covar=1e-3,
@@ -162,7 +170,7 @@ class Defuse:
             for c in range(mixture.n_components):
                 in_c = np.zeros(len(hits["z"]), bool)
                 in_c[rows[assigned == c]] = True
-                if in_c.sum() >= self.min_hits:
+                if in_c.sum() >= least:
                     cid = len(candidates)
                     hits["component"][in_c] = cid
                     candidates.append((int(label), cid, mixture.means_[c], mixture.covariances_[c], in_c))
@@ -212,7 +220,7 @@ class Defuse:
             source="generated",
             metrics={"hits": float(in_c.sum()), "size": float(len(members)), "error_rate": float(error),
                      "consistency": float(consistency), "seed_purity": float(purity), "pair_share": pair_share},
-            evidence={"typical": typical, "label": names[label], "label_id": int(label), "pred": names[top_pred],
+            evidence={"region": j, "typical": typical, "label": names[label], "label_id": int(label), "pred": names[top_pred],
                       "pred_id": int(top_pred), "component": int(component),
                       "hit_seeds": sorted({int(s) for s in hits["seed"][in_c]})},
         )

@@ -70,12 +70,18 @@ class VAE(nn.Module):
         return recon + self.kl_weight * kl
 
     def fit(self, data: Source, epochs: int = 80, batch_size: int = 64, lr: float = 2e-3, warmup: int = 10, seed: int = 0, quiet: bool = True) -> VAE:
-        """Train on `data`'s inputs (labels unused) with KL annealing; returns self."""
+        """Train from scratch on `data`'s inputs (labels unused) with KL annealing; returns self.
+
+        The weights are re-initialised from `seed` first, so the same call gives the same VAE.
+        """
 
         def anneal(epoch: int) -> None:
             self.kl_weight = self.beta * min(1.0, epoch / max(warmup, 1))
 
         torch.manual_seed(seed)
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
         fit(self, data, None, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed,
             loss_fn=lambda m, x, y: m.loss(x), on_epoch=anneal, quiet=quiet, description="training VAE")
         self.kl_weight = self.beta

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from faultlines.atomic import write_file
 from faultlines.data.sources import to_image_uint8
 from faultlines.report import figures
 from faultlines.types import FailureMode, ScanResult
@@ -83,6 +82,7 @@ def render(result: ScanResult) -> str:
         vae_grids = {name: figures.image_uri(figures.tile(vae[key])) for name, key in
                      (("inputs", "originals"), ("reconstructions", "reconstructions"), ("samples from the prior", "samples"))}
     return _env.get_template("report.html.j2").render(
+        fix=result.repairs.get("defuse"),
         vae_grids=vae_grids,
         config=result.config,
         overview=out.overview(),
@@ -95,14 +95,8 @@ def render(result: ScanResult) -> str:
 
 def report(result: ScanResult, path: str | Path) -> Path:
     """Write the report for `result` to `path` (atomically) and return the path."""
+
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render(result))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file(path, render(result))

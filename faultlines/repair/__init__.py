@@ -1,0 +1,1 @@
+"""Repairs: labelling Defuse's regions and fine-tuning the model to correct them."""

@@ -1,0 +1,120 @@
+"""One label per Defuse region, from a person (CSV or a terminal prompt) or from the seeds.
+
+A region's label is the class its samples truly show, or None ("skip": not a valid image, or
+not one class); skipped regions are not used to correct the model. Labels are stored in the
+run folder as labels.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from faultlines.errors import DataError, RunDirError
+from faultlines.atomic import write_file
+from faultlines.types import ScanResult
+
+SKIP = "skip"
+LABELS_FILE = "labels.json"
+
+
+def regions(result: ScanResult) -> dict[str, dict]:
+    """The Defuse regions of a scan, by id, with their evidence."""
+    return {m.id: m.evidence for m in result.modes if m.method == "defuse"}
+
+
+def _class_id(result: ScanResult, name: str, where: str) -> int | None:
+    name = name.strip()
+    if name.lower() == SKIP:
+        return None
+    names = result.outputs.class_names
+    if name not in names:
+        raise DataError(f"{where}: unknown class {name!r}; use one of {', '.join(names)} or '{SKIP}'")
+    return names.index(name)
+
+
+def read_csv(path: str | Path, result: ScanResult) -> dict[str, int | None]:
+    """Labels from a CSV with columns `region` and `label` (a class name, or "skip").
+
+    Every row must name a region of the run; regions the file leaves out stay unlabelled.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"no such file: {p}")
+    known = regions(result)
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("region", "label") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{p} lacks the column(s) {missing}; it needs 'region' and 'label'")
+        labels = {}
+        for n, row in enumerate(reader, 2):
+            region = (row["region"] or "").strip()
+            if region not in known:
+                raise DataError(f"{p}:{n}: unknown region {region!r}; the run's regions are {', '.join(known) or '(none)'}")
+            labels[region] = _class_id(result, row["label"] or "", f"{p}:{n}")
+    if not labels:
+        raise DataError(f"{p} labels no region")
+    return labels
+
+
+def from_seeds(result: ScanResult, agreement: float = 0.8, k: int = 10) -> dict[str, int | None]:
+    """The programmatic labeller: the majority label of the k seeds nearest a region's centre.
+
+    Seeds are the real, correctly classified samples Defuse started from; the region's centre
+    is the mean latent code of its hits. A region gets the majority label when at least
+    `agreement` of those k seeds share it, else None (skip). (Every region's own hits come from
+    seeds of one class, so their majority would always agree; the nearest seeds of *any* class
+    tell whether the region lies among that class's real inputs or on a boundary.)
+    """
+    seeds, hits = result.tables.get("defuse_seeds"), result.tables.get("defuse_hits")
+    if not seeds or not hits:
+        raise RunDirError("the run has no Defuse seeds or hits to label from; scan with the defuse finder")
+    labels = {}
+    for region, evidence in regions(result).items():
+        centre = hits["z"][hits["component"] == evidence["component"]].mean(0)
+        nearest = np.argsort(((seeds["z"] - centre) ** 2).sum(1), kind="stable")[:k]
+        label, count = Counter(seeds["label"][nearest].tolist()).most_common(1)[0]
+        labels[region] = int(label) if count / len(nearest) >= agreement else None
+    return labels
+
+
+def prompt(result: ScanResult, grids: dict[str, Path], ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> dict[str, int | None]:
+    """Ask for each region's class at the terminal, showing where its sample grid is."""
+    names = result.outputs.class_names
+    summaries = {m.id: m.summary for m in result.modes}
+    labels = {}
+    for region in regions(result):
+        say(f"{region}: {summaries[region]}\n  samples: {grids[region]}")
+        while True:
+            answer = ask(f"  class ({', '.join(names)}) or '{SKIP}': ")
+            try:
+                labels[region] = _class_id(result, answer, region)
+                break
+            except DataError as e:
+                say(f"  {e}")
+    return labels
+
+
+def save(run_dir: str | Path, labels: dict[str, int | None], result: ScanResult, how: str) -> Path:
+    """Write labels.json into the run folder atomically (the rest of the run is untouched)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"no run folder at {run_dir}")
+    names = result.outputs.class_names
+    record = {"how": how, "labels": {r: (None if c is None else names[c]) for r, c in labels.items()}}
+    return write_file(run_dir / LABELS_FILE, json.dumps(record, indent=1))
+
+
+def load(run_dir: str | Path, result: ScanResult) -> dict[str, int | None]:
+    """The labels stored in the run folder, as class ids (None = skip)."""
+    path = Path(run_dir) / LABELS_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no labels yet; run `faultlines label {run_dir}` first")
+    stored = json.loads(path.read_text(encoding="utf-8"))["labels"]
+    return {r: (None if name is None else _class_id(result, name, str(path))) for r, name in stored.items()}

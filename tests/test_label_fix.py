@@ -1,0 +1,121 @@
+"""Labelling Defuse regions and correcting the model: `faultlines label` and `faultlines fix`."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import faultlines as fl
+from faultlines.cli import app
+from faultlines.repair import finetune as finetune_module
+from faultlines.repair import labels
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def defuse_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    result = run("demo", "--out", out, "--finders", "defuse", "--spotlights", "1", "-q")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def snapshot(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_demo_with_defuse_keeps_model_vae_and_regions(defuse_run):
+    assert {"model.pt", "vae.pt", "table-generated.npz", "table-defuse_seeds.npz"} <= set(snapshot(defuse_run))
+    result = fl.load_run(defuse_run)
+    assert len(labels.regions(result)) >= 3
+
+
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        ("region,label\ndefuse-999,3\n", "unknown region 'defuse-999'"),
+        ("region,label\ndefuse-0,seven\n", "unknown class 'seven'"),
+        ("region,class\ndefuse-0,3\n", r"lacks the column\(s\) \['label'\]"),
+    ],
+)
+def test_a_bad_labels_csv_is_refused_and_nothing_changes(defuse_run, tmp_path, csv_text, message):
+    (tmp_path / "labels.csv").write_text(csv_text)
+    before = snapshot(defuse_run)
+    result = run("label", defuse_run, "--labels", tmp_path / "labels.csv")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert __import__("re").search(message, result.stderr), result.stderr
+    assert snapshot(defuse_run) == before
+
+
+def test_csv_labels_are_stored_by_class_name(defuse_run, tmp_path):
+    (tmp_path / "labels.csv").write_text("region,label\ndefuse-0,3\ndefuse-1,skip\n")
+    assert run("label", defuse_run, "--labels", tmp_path / "labels.csv").exit_code == 0
+    stored = json.loads((defuse_run / "labels.json").read_text())
+    assert stored == {"how": "csv", "labels": {"defuse-0": "3", "defuse-1": None}}
+
+
+def test_interactive_labels_ask_for_each_region(defuse_run):
+    n = len(labels.regions(fl.load_run(defuse_run)))
+    answers = "\n".join(["nine", "7"] + ["skip"] * (n - 1)) + "\n"
+    result = runner.invoke(app, ["label", str(defuse_run), "--interactive"], input=answers)
+    assert result.exit_code == 0, result.output
+    assert "unknown class 'nine'" in result.output
+    stored = json.loads((defuse_run / "labels.json").read_text())["labels"]
+    assert stored["defuse-0"] == "7" and sum(v is None for v in stored.values()) == n - 1
+    assert (defuse_run / "regions" / "defuse-0.png").stat().st_size > 100
+
+
+def test_auto_labels_follow_the_nearest_seeds(defuse_run):
+    result = fl.load_run(defuse_run)
+    strict, loose = labels.from_seeds(result, agreement=1.0), labels.from_seeds(result, agreement=0.0)
+    assert all(v is not None for v in loose.values())
+    assert sum(v is not None for v in strict.values()) <= sum(v is not None for v in loose.values())
+    seeds = result.tables["defuse_seeds"]
+    for region, evidence in labels.regions(result).items():
+        hits = result.tables["defuse_hits"]
+        centre = hits["z"][hits["component"] == evidence["component"]].mean(0)
+        nearest = np.argsort(((seeds["z"] - centre) ** 2).sum(1), kind="stable")[:10]
+        counts = np.bincount(seeds["label"][nearest], minlength=10)
+        assert counts[loose[region]] == counts.max()
+        assert (strict[region] is not None) == (counts.max() == 10)
+
+
+def test_an_interrupted_fix_leaves_the_run_intact(defuse_run, monkeypatch):
+    assert run("label", defuse_run, "--auto", "--agreement", "0.5").exit_code == 0
+    before = snapshot(defuse_run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune_module, "fit", interrupted)
+    result = runner.invoke(app, ["fix", str(defuse_run), "-q"])
+    assert result.exit_code != 0  # click turns the interrupt into an abort
+    assert snapshot(defuse_run) == before
+    assert not [p for p in defuse_run.iterdir() if p.name.startswith(".")]
+
+
+def test_fix_corrects_region_samples_it_never_trained_on(defuse_run):
+    assert run("label", defuse_run, "--auto").exit_code == 0
+    result = run("fix", defuse_run, "--lambdas", "0.3,1", "--epochs", "6", "-q")
+    assert result.exit_code == 0, result.output
+    table = json.loads((defuse_run / "fix.json").read_text())
+    assert table["lambda"] in (0.3, 1.0) and len(table["sweep"]) == 2
+    assert table["after"]["heldout_region_accuracy"] > table["before"]["heldout_region_accuracy"] + 0.2
+    assert table["after"]["test_accuracy"] > table["before"]["test_accuracy"] - 0.05
+    fixed = fl.Classifier.load(defuse_run / "model-fixed.pt")
+    assert fixed.class_names == fl.load_run(defuse_run).outputs.class_names
+    assert "Correction (faultlines fix)" in (defuse_run / "report.html").read_text()
+
+
+def test_fix_needs_labels_first(tmp_path, model_file):
+    assert run("scan", "--model", model_file, "--data", "digits", "--out", tmp_path / "r", "-q").exit_code == 0
+    result = run("fix", tmp_path / "r")
+    assert result.exit_code == 2 and "faultlines label" in result.stderr
