@@ -151,8 +151,19 @@ class Defuse:
         if hits is None or len(hits["z"]) < 2:
             self.tables_["defuse_hits"] = hits or {}
             return []
+        self.tables_["defuse_hits"] = hits
+        modes, generated = self._distil(clf, hits, self._candidates(hits), rng)
+        if modes:
+            self.tables_["generated"] = generated
+        return modes
+
+    def _candidates(self, hits: dict[str, np.ndarray]) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Mixture components per seed class with enough hits: (label, id, mean, covariance, hit mask).
+
+        Sets hits["component"] to each hit's candidate id (-1: in no candidate).
+        """
         hits["component"] = np.full(len(hits["z"]), -1)
-        candidates = []  # (label, component id, mean, covariance, hit mask)
+        candidates = []
         least = max(self.min_hits, self.min_share * len(hits["z"]))
         for label in np.unique(hits["seed_label"]):
             rows = np.flatnonzero(hits["seed_label"] == label)
@@ -171,11 +182,13 @@ class Defuse:
                 in_c = np.zeros(len(hits["z"]), bool)
                 in_c[rows[assigned == c]] = True
                 if in_c.sum() >= least:
-                    cid = len(candidates)
-                    hits["component"][in_c] = cid
-                    candidates.append((int(label), cid, mixture.means_[c], mixture.covariances_[c], in_c))
+                    hits["component"][in_c] = len(candidates)
+                    candidates.append((int(label), len(candidates), mixture.means_[c], mixture.covariances_[c], in_c))
+        return candidates
+
+    def _distil(self, clf, hits, candidates, rng) -> tuple[list[FailureMode], dict[str, np.ndarray]]:
+        """Sample every candidate; keep the regions mostly misclassified with one consistent prediction."""
         modes, images, region_of, preds, splits = [], [], [], [], []
-        offset = 0
         for label, cid, mean, cov, in_c in sorted(candidates, key=lambda cand: -cand[4].sum()):
             z = rng.multivariate_normal(mean, self.sample_scale * cov, self.region_samples)
             with torch.no_grad():
@@ -191,18 +204,17 @@ class Defuse:
             n_train, n_val = int(0.5 * len(z)), int(0.2 * len(z))
             split = np.repeat([0, 1, 2], [n_train, n_val, len(z) - n_train - n_val])
             rng.shuffle(split)
-            members = offset + np.arange(len(z))
+            members = sum(len(p) for p in preds) + np.arange(len(z))
             modes.append(self._mode(len(modes), members, in_c, hits, label, top_pred, error, consistency, cid, pred, clf))
             images.append(decoded.numpy())
             region_of.append(np.full(len(z), len(modes) - 1))
             preds.append(pred)
             splits.append(split)
-            offset += len(z)
-        self.tables_["defuse_hits"] = hits
-        if modes:
-            self.tables_["generated"] = {"images": np.concatenate(images).astype(np.float32), "region": np.concatenate(region_of),
-                                         "pred": np.concatenate(preds), "split": np.concatenate(splits)}
-        return modes
+        if not modes:
+            return [], {}
+        generated = {"images": np.concatenate(images).astype(np.float32), "region": np.concatenate(region_of),
+                     "pred": np.concatenate(preds), "split": np.concatenate(splits)}
+        return modes, generated
 
     def _mode(self, j, members, in_c, hits, label, top_pred, error, consistency, component, pred, clf) -> FailureMode:
         names = clf.class_names or tuple(str(i) for i in range(max(int(hits["pred"].max()), int(label)) + 1))
