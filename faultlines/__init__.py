@@ -9,7 +9,7 @@
 """
 
 from faultlines import data, errors, train
-from faultlines.find import ErrorMixture, Spotlight
+from faultlines.find import ErrorMixture, FeatureDensity, Spotlight
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.report import report
@@ -23,6 +23,7 @@ __all__ = [
     "Classifier",
     "ErrorMixture",
     "FailureMode",
+    "FeatureDensity",
     "Outputs",
     "ScanResult",
     "Spotlight",

@@ -1,0 +1,197 @@
+"""Feature density (Shao, Song, Ermon 2020, arXiv 2010.02364): inputs a classifier is likely
+to get wrong lie where the density of its features is low.
+
+A density model is fitted, without labels, to the classifier's features on its training
+data: a normalizing flow (zuko's masked autoregressive flow) by default, or a scikit-learn
+Gaussian mixture for speed. Features are standardised first (PCA optional). The flow trains
+by maximum likelihood with early stopping on a held-out part of the data.
+
+`score` is -log p(features): higher means more suspect. `test` checks the paper's claim on
+data with known mistakes: one-sided Mann-Whitney U and Kolmogorov-Smirnov tests that the
+log-density of misclassified samples is lower than that of correct ones. `calibrate` sets a
+conformal threshold on held-out correctly classified samples, so that `predict` flags at most
+a chosen share (`fpr`) of inputs like them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from faultlines.data.sources import ArraySource
+from faultlines.errors import DataError, SettingsError
+from faultlines.find.common import describe
+from faultlines.train import fit as train_fit
+from faultlines.types import FailureMode, Outputs
+
+
+class FeatureDensity:
+    """A density model of a classifier's features, and a detector of likely mistakes built on it.
+
+    Args:
+        model: "flow" (zuko MAF) or "gmm" (scikit-learn GaussianMixture, full covariances).
+        pca: reduce the standardised features to this many components first; None keeps all.
+        transforms, hidden: the flow's number of autoregressive transforms and hidden layer sizes.
+        epochs, batch_size, lr, patience: the flow's training (early stopping on held-out data).
+        noise: std of Gaussian noise added to the standardised features while the flow trains.
+            Post-ReLU features have point masses (exact zeros) a flow would chase to infinite
+            density; the noise smooths them, like dequantisation (digits: AUROC of telling
+            mistakes apart 0.77 without it, 0.87 with 0.1).
+        n_components: components of the Gaussian mixture.
+        val_fraction: share of the fitting data held out for early stopping and calibration
+            when `fit` is given no held-out outputs.
+        fpr: share of held-out correct samples the calibrated detector may flag.
+        seed: seed for the split, the flow's initialisation and the mixture.
+    """
+
+    def __init__(
+        self,
+        model: str = "flow",
+        pca: int | None = None,
+        transforms: int = 4,
+        hidden: tuple[int, ...] = (128, 128),
+        epochs: int = 200,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        patience: int = 15,
+        noise: float = 0.1,
+        n_components: int = 10,
+        val_fraction: float = 0.2,
+        fpr: float = 0.05,
+        seed: int = 0,
+        quiet: bool = True,
+    ) -> None:
+        if model not in ("flow", "gmm"):
+            raise SettingsError(f"model must be 'flow' or 'gmm', not {model!r}")
+        if not 0 < fpr < 1 or not 0 < val_fraction < 1:
+            raise SettingsError("fpr and val_fraction must lie strictly between 0 and 1")
+        self.model, self.pca, self.transforms, self.hidden = model, pca, transforms, tuple(hidden)
+        self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
+        self.n_components, self.val_fraction, self.fpr, self.seed, self.quiet = n_components, val_fraction, fpr, seed, quiet
+        self.noise = noise
+
+    def get_params(self) -> dict[str, object]:
+        keys = ("model", "pca", "transforms", "hidden", "epochs", "lr", "patience", "noise", "n_components", "fpr", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    def _features(self, outputs: Outputs, fitting: bool = False) -> np.ndarray:
+        x = np.asarray(outputs.embeddings, np.float64)
+        if not np.isfinite(x).all():
+            raise DataError("the features contain NaN or infinite values; remove or repair those samples")
+        if fitting:
+            self.scaler_ = StandardScaler().fit(x)
+            self.pca_ = PCA(n_components=self.pca, random_state=self.seed).fit(self.scaler_.transform(x)) if self.pca else None
+        z = self.scaler_.transform(x)
+        return (self.pca_.transform(z) if self.pca_ is not None else z).astype(np.float32)
+
+    def fit(self, outputs: Outputs, held_out: Outputs | None = None) -> FeatureDensity:
+        """Fit the density to `outputs.embeddings` (the training split's); labels are not used.
+
+        Args:
+            outputs: features to model.
+            held_out: features for early stopping and calibration; default: `val_fraction`
+                of `outputs`, set aside.
+        """
+        if held_out is None:
+            order = np.random.default_rng(self.seed).permutation(outputs.n)
+            cut = int(round(self.val_fraction * outputs.n))
+            outputs, held_out = outputs.subset(np.sort(order[cut:])), outputs.subset(np.sort(order[:cut]))
+        d = outputs.embeddings.shape[1] if not self.pca else min(self.pca, outputs.embeddings.shape[1])
+        if outputs.n <= d:
+            raise DataError(
+                f"{outputs.n} samples cannot fit a density in {d} dimensions; give more samples than "
+                "features, or reduce them with pca=..."
+            )
+        x = self._features(outputs, fitting=True)
+        x_val = self._features(held_out)
+        if self.model == "gmm":
+            self.density_ = GaussianMixture(self.n_components, covariance_type="full", reg_covar=1e-4, random_state=self.seed).fit(x)
+        else:
+            import zuko
+
+            torch.manual_seed(self.seed)
+            self.density_ = zuko.flows.MAF(features=x.shape[1], transforms=self.transforms, hidden_features=self.hidden)
+
+            def nll(flow, xb, yb):
+                noisy = xb + self.noise * torch.randn_like(xb) if flow.training else xb
+                return -flow().log_prob(noisy).mean()
+
+            zeros = lambda a: np.zeros(len(a), np.int64)  # noqa: E731
+            self.history_ = train_fit(
+                self.density_, ArraySource(x, zeros(x), name="features"), ArraySource(x_val, zeros(x_val), name="held-out"),
+                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=0.0, seed=self.seed,
+                loss_fn=nll, patience=self.patience, quiet=self.quiet, description="fitting the flow",
+            )
+        self.calibrate(held_out)
+        return self
+
+    def log_density(self, outputs: Outputs) -> np.ndarray:
+        """log p(features) of every sample, (N,)."""
+        x = self._features(outputs)
+        if self.model == "gmm":
+            return self.density_.score_samples(x)
+        with torch.no_grad():
+            return np.concatenate([self.density_().log_prob(b).numpy() for b in torch.from_numpy(x).split(4096)]).astype(np.float64)
+
+    def score(self, outputs: Outputs) -> np.ndarray:
+        """-log p(features): the higher, the more likely the model gets the sample wrong."""
+        return -self.log_density(outputs)
+
+    def test(self, outputs: Outputs) -> dict[str, float | str]:
+        """One-sided tests that misclassified samples have lower log-density than correct ones.
+
+        Returns Mann-Whitney U (statistic, p-value, and the effect size P(wrong < right),
+        the AUROC of -log p for telling them apart), Kolmogorov-Smirnov D and p-value, the
+        counts, and a sentence for the report.
+        """
+        logp, wrong = self.log_density(outputs), ~outputs.correct
+        if wrong.sum() == 0 or wrong.all():
+            raise DataError("the test needs both misclassified and correct samples")
+        a, b = logp[wrong], logp[~wrong]
+        mw = stats.mannwhitneyu(a, b, alternative="less")
+        ks = stats.ks_2samp(a, b, alternative="greater")
+        effect = 1.0 - mw.statistic / (len(a) * len(b))
+        verdict = "lower" if mw.pvalue < 0.01 else "not significantly lower"
+        sentence = (f"Misclassified samples have {verdict} feature density than correct ones "
+                    f"(one-sided Mann-Whitney p = {mw.pvalue:.2g}, P(wrong below right) = {effect:.2f}; "
+                    f"KS D = {ks.statistic:.2f}, p = {ks.pvalue:.2g}; {len(a)} wrong, {len(b)} right).")
+        return {"mannwhitney_u": float(mw.statistic), "mannwhitney_p": float(mw.pvalue), "effect_size": float(effect),
+                "ks_d": float(ks.statistic), "ks_p": float(ks.pvalue), "n_wrong": int(len(a)), "n_right": int(len(b)),
+                "sentence": sentence}
+
+    def calibrate(self, held_out: Outputs) -> FeatureDensity:
+        """Keep the scores of held-out correctly classified samples for conformal p-values."""
+        scores = self.score(held_out)[held_out.correct]
+        if len(scores) == 0:
+            raise DataError("calibration needs correctly classified held-out samples")
+        self.calibration_ = np.sort(scores)
+        return self
+
+    def p_values(self, outputs: Outputs) -> np.ndarray:
+        """Conformal p-values: (1 + #calibration scores >= s) / (n + 1) for each score s."""
+        s = self.score(outputs)
+        n = len(self.calibration_)
+        at_least = n - np.searchsorted(self.calibration_, s, side="left")
+        return (1.0 + at_least) / (n + 1.0)
+
+    def predict(self, outputs: Outputs) -> np.ndarray:
+        """(N,) True where a sample is flagged: its conformal p-value is at most `fpr`."""
+        return self.p_values(outputs) <= self.fpr
+
+    def find(self, outputs: Outputs) -> list[FailureMode]:
+        """Flagged samples as failure modes, one per predicted class, most suspect first."""
+        flagged = np.flatnonzero(self.predict(outputs))
+        scores = self.score(outputs)
+        modes = []
+        for c in np.unique(outputs.preds[flagged]):
+            rows = flagged[outputs.preds[flagged] == c]
+            rows = rows[np.argsort(-scores[rows], kind="stable")]
+            summary, metrics, evidence = describe(outputs, rows)
+            summary = f"low feature density, predicted {outputs.class_names[c]}: " + summary
+            metrics |= {"mean_score": float(scores[rows].mean())}
+            modes.append(FailureMode(f"density-{len(modes)}", "density", summary, rows, None, outputs.source, metrics, evidence))
+        return modes
