@@ -74,6 +74,14 @@ def _vae(names: list[str], path: Path | None, data, epochs: int, seed: int, quie
     return VAE(in_channels=x.shape[1], size=x.shape[-1]).fit(data, epochs=epochs, seed=seed, quiet=quiet)
 
 
+def _density(result, clf, train, val, test, seed: int, quiet: bool) -> None:
+    from faultlines.bench.density import analyse
+
+    _status("feature density: fitting the flow and the detectors, attacking and scoring", quiet)
+    result.analyses["density"] = analyse(clf, train, val, test, seed=seed, quiet=quiet)
+    _status(result.analyses["density"]["test"]["sentence"], quiet)
+
+
 def _checkpoint_bytes(module, class_names) -> bytes:
     from faultlines.model import save_checkpoint
 
@@ -125,6 +133,7 @@ def demo(
     size: Size = 0.02,
     spotlights: Spotlights = 5,
     finders: Finders = "spotlight",
+    density: Annotated[bool, typer.Option("--density", help="Add the feature-density analysis (flow, tests, detectors) to the report.")] = False,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -147,6 +156,8 @@ def demo(
     _status(f"scanning {len(splits.test)} test digits with {finders}", quiet)
     result = scan(clf, splits.test, _finders(names, size, spotlights, seed, quiet, vae), quiet=quiet, seed=seed)
     result.config["data"]["spec"] = "digits"
+    if density:
+        _density(result, clf, splits.train, splits.val, splits.test, seed, quiet)
     files = {"model.pt": _checkpoint_bytes(model, CLASS_NAMES)}
     if vae is not None:
         files["vae.pt"] = _checkpoint_bytes(vae, None)
@@ -168,6 +179,9 @@ def scan_command(
     finders: Finders = "spotlight",
     vae: Annotated[Path | None, typer.Option(help="A saved faultlines VAE for Defuse (default: train one on --data).")] = None,
     vae_epochs: Annotated[int, typer.Option(help="Epochs to train Defuse's VAE when none is given.")] = 80,
+    density: Annotated[bool, typer.Option("--density", help="Add the feature-density analysis; needs --train and --val (or --data digits).")] = False,
+    train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for --density.")] = None,
+    val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for --density's early stopping and calibration.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -187,9 +201,22 @@ def scan_command(
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
+    if density:
+        if data == "digits":
+            from faultlines.data.digits import digits
+
+            fit_on = (digits(seed=seed).train, digits(seed=seed).val)
+        elif train is None or val is None:
+            raise SettingsError("--density needs the model's training and held-out data: --train PATH --val PATH")
+        else:
+            fit_on = (load(train), load(val))
+        if clf is None or isinstance(source, EmbeddingTable):
+            raise SettingsError("--density attacks and probes the model: give --model and input data")
     trained_vae = _vae(names, vae, source, vae_epochs, seed, quiet)
     result = scan(clf, source, _finders(names, size, spotlights, seed, quiet, trained_vae), batch_size=batch_size, quiet=quiet, seed=seed)
     result.config["data"]["spec"] = data
+    if density:
+        _density(result, clf, *fit_on, source, seed, quiet)
     files = {"model.pt": model.read_bytes()} if model is not None else {}
     if trained_vae is not None:
         files["vae.pt"] = _checkpoint_bytes(trained_vae, None)

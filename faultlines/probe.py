@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
@@ -40,7 +41,7 @@ def probe(
         raise ModelError("a model is needed to probe this data (only an embedding table can be scanned without one)")
     if len(data) == 0:
         raise DataError("the data set is empty: give at least one sample")
-    labels, probs, embeddings = [], [], []
+    labels, logits_all, embeddings = [], [], []
     batches = data.batches(batch_size)
     for i, (x, y) in enumerate(track(batches, f"probing {data.name}", math.ceil(len(data) / batch_size), quiet)):
         try:
@@ -52,12 +53,14 @@ def probe(
             raise
         check_label_range(y.numpy(), logits.shape[1])
         labels.append(y.numpy())
-        probs.append(F.softmax(logits.float(), dim=1).cpu().numpy())
+        logits_all.append(logits.float().cpu())
         embeddings.append(emb.float().cpu().numpy())
     names = clf.class_names or data.class_names
-    num_classes = probs[0].shape[1]
+    logits = torch.cat(logits_all)
+    num_classes = logits.shape[1]
     if names is not None and len(names) != num_classes:
         raise DataError(f"there are {len(names)} class names but the model outputs {num_classes} classes")
     return Outputs.from_probs(
-        np.concatenate(labels), np.concatenate(probs), np.concatenate(embeddings), names, source=source
+        np.concatenate(labels), F.softmax(logits, dim=1).numpy(), np.concatenate(embeddings), names,
+        source=source, logits=logits.numpy(),
     )

@@ -130,6 +130,7 @@ def save_run(result: ScanResult, path: str | Path, files: Mapping[str, bytes] | 
             "config": result.config,
             "metrics": result.outputs.overview(),
             "modes": [_mode_dict(m) for m in result.modes],
+            "analyses": result.analyses,
         }
         (tmp / "scan.json").write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
         pq.write_table(_samples_table(result), tmp / "samples.parquet")
@@ -215,5 +216,5 @@ def load_run(path: str | Path) -> ScanResult:
     repairs = {}
     if (path / FIX_FILE).is_file():
         repairs["defuse"] = json.loads((path / FIX_FILE).read_text(encoding="utf-8"))
-    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs)
+    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}))
 

@@ -54,6 +54,7 @@ class Outputs:
         embeddings: (N, D) float32 representation the finders search in.
         class_names: C names, index = class id.
         source: which table this is about ("test", "train", ...).
+        logits: (N, C) float32 raw model outputs where a model was run, else None.
     """
 
     labels: np.ndarray
@@ -63,6 +64,7 @@ class Outputs:
     embeddings: np.ndarray
     class_names: tuple[str, ...]
     source: str = "test"
+    logits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -97,8 +99,9 @@ class Outputs:
         embeddings: np.ndarray,
         class_names: tuple[str, ...] | None = None,
         source: str = "test",
+        logits: np.ndarray | None = None,
     ) -> Outputs:
-        """Build Outputs from labels, predicted probabilities and embeddings.
+        """Build Outputs from labels, predicted probabilities and embeddings (and logits, if known).
 
         Predictions are the arg-max of `probs`; losses are the cross-entropy -log p(label),
         with probabilities clipped at 1e-12 so a confident mistake costs at most ~27.6.
@@ -120,6 +123,7 @@ class Outputs:
             embeddings=embeddings,
             class_names=names,
             source=source,
+            logits=None if logits is None else np.asarray(logits, np.float32),
         )
 
     @property
@@ -163,6 +167,7 @@ class Outputs:
             embeddings=self.embeddings[rows],
             class_names=self.class_names,
             source=self.source,
+            logits=None if self.logits is None else self.logits[rows],
         )
 
 
@@ -209,6 +214,8 @@ class ScanResult:
             arrays: "generated" (Defuse's region samples), "defuse_hits", "vae", ...
         repairs: what `faultlines fix` did to the model, by repair ("defuse": the
             before/after table), read from the run folder.
+        analyses: JSON-able results of analyses beyond the modes, by name ("density": the
+            feature-density tests and detector tables), stored in scan.json.
     """
 
     outputs: Outputs
@@ -218,6 +225,7 @@ class ScanResult:
     texts: list[str] | None = None
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     repairs: dict[str, Any] = field(default_factory=dict)
+    analyses: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
         """Write the run directory (see `faultlines.store.save_run`)."""

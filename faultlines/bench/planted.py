@@ -190,6 +190,17 @@ def corrupt(x: np.ndarray, rng: np.random.Generator, alpha: float = 1.0) -> np.n
     return np.clip(blurred + rng.normal(0, 0.3 * alpha, x.shape), 0, 1).astype(np.float32)
 
 
+def ood_images(clean: np.ndarray, rng: np.random.Generator, n: int = 300, alpha: float = 1.0) -> dict[str, np.ndarray]:
+    """Out-of-distribution image sets shaped like `clean`: uniform noise, Gaussian noise (mean
+    0.5, std 0.25, clipped), and every clean image in the corrupted style."""
+    shape = (n, *clean.shape[1:])
+    return {
+        "uniform-noise": rng.random(shape).astype(np.float32),
+        "gaussian-noise": np.clip(rng.normal(0.5, 0.25, shape), 0, 1).astype(np.float32),
+        "corrupted": corrupt(clean, rng, alpha),
+    }
+
+
 def shift(seed: int = 0, alpha: float = 1.0, share: float = 0.15) -> PlantedProblem:
     rng = np.random.default_rng(seed)
     data = _base(seed)
@@ -198,12 +209,7 @@ def shift(seed: int = 0, alpha: float = 1.0, share: float = 0.15) -> PlantedProb
     x[rows] = corrupt(x[rows], rng, alpha)
     in_slice = {"train": np.zeros(len(data["train"][1]), bool), "val": np.zeros(len(data["val"][1]), bool)}
     in_slice["test"] = np.isin(np.arange(len(y)), rows)
-    clean_test = _base(seed)["test"][0]
-    ood = {
-        "uniform-noise": rng.random((300, *x.shape[1:])).astype(np.float32),
-        "gaussian-noise": np.clip(rng.normal(0.5, 0.25, (300, *x.shape[1:])), 0, 1).astype(np.float32),
-        "corrupted": corrupt(clean_test, rng, alpha),
-    }
+    ood = ood_images(_base(seed)["test"][0], rng, alpha=alpha)
     text = f"{len(rows)} test images blurred and noised, a style never seen in training"
     return _pack("shift", seed, alpha, text, data, in_slice, ood=ood)
 

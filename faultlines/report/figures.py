@@ -91,3 +91,18 @@ def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> 
     ax.set_ylabel("PC 2")
     ax.legend(loc="best", fontsize=8, markerscale=1.5)
     return _figure_uri(fig)
+
+
+def density_histograms(log_density: dict[str, list[float]]) -> str:
+    """Overlaid histograms of log-density, one per group of inputs."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    values = [np.asarray(v) for v in log_density.values() if len(v)]
+    lo, hi = np.percentile(np.concatenate(values), [1, 100])
+    bins = np.linspace(lo, hi, 40)
+    for (name, v), color in zip(log_density.items(), MODE_COLORS):
+        if len(v):
+            ax.hist(np.clip(v, lo, hi), bins=bins, density=True, alpha=0.45, color=color, label=f"{name} ({len(v)})")
+    ax.set_xlabel("log p(features)  (clipped at the 1st percentile)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return _figure_uri(fig)

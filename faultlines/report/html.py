@@ -81,7 +81,10 @@ def render(result: ScanResult) -> str:
     if vae is not None:
         vae_grids = {name: figures.image_uri(figures.tile(vae[key])) for name, key in
                      (("inputs", "originals"), ("reconstructions", "reconstructions"), ("samples from the prior", "samples"))}
+    density = result.analyses.get("density")
     return _env.get_template("report.html.j2").render(
+        density=density,
+        density_plot=figures.density_histograms(density["log_density"]) if density else None,
         fix=result.repairs.get("defuse"),
         vae_grids=vae_grids,
         config=result.config,
