@@ -205,7 +205,8 @@ def scan_command(
         if data == "digits":
             from faultlines.data.digits import digits
 
-            fit_on = (digits(seed=seed).train, digits(seed=seed).val)
+            digit_splits = digits(seed=seed)
+            fit_on = (digit_splits.train, digit_splits.val)
         elif train is None or val is None:
             raise SettingsError("--density needs the model's training and held-out data: --train PATH --val PATH")
         else:
