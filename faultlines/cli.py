@@ -281,7 +281,8 @@ def label(
         table = result.tables["generated"]
         for region, evidence in found.items():
             buf = io.BytesIO()
-            Image.fromarray(tile(table["images"][evidence["typical"]], columns=8)).resize((8 * 17 * 6, -(-len(evidence["typical"]) // 8) * 17 * 6), Image.NEAREST).save(buf, format="PNG")
+            grid = tile(table["images"][evidence["typical"]], columns=8)
+            Image.fromarray(grid).resize((6 * grid.shape[1], 6 * grid.shape[0]), Image.NEAREST).save(buf, format="PNG")
             grids[region] = write_file(grid_dir / f"{region}.png", buf.getvalue())
         chosen, how = region_labels.prompt(result, grids, ask=lambda q: typer.prompt(q, prompt_suffix=""), say=typer.echo), "prompt"
     path = region_labels.save(run_dir, chosen, result, how)

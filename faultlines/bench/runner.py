@@ -109,8 +109,7 @@ def markdown(rows: Sequence[BenchRow]) -> str:
             c = context[p]
             stats = f"{np.mean([r.accuracy for r in c]):.3f} | {np.mean([r.slice_size for r in c]):.0f} | {np.mean([r.slice_error for r in c]):.2f}"
             values = [np.mean([getattr(r, metric) for r in cell[p, f]]) for f in finders]
-            fmt = "{:.2f}" if metric != "seconds" else "{:.2f}"
-            lines.append(f"| {p} | {stats} | " + " | ".join(fmt.format(v) for v in values) + " |")
+            lines.append(f"| {p} | {stats} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
         if metric != "seconds":
             means = [np.mean([np.mean([getattr(r, metric) for r in cell[p, f]]) for p in problems]) for f in finders]
             lines.append("| **mean** | | | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
