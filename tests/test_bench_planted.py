@@ -20,16 +20,15 @@ def test_decoy_shade_encodes_the_training_label_exactly_and_not_at_test(seed):
         src, masks = getattr(p.splits, split), p.patch_masks[split]
         shades = src.x[:, 0][masks].reshape(len(src), -1)
         assert np.all(shades == shades[:, :1])  # one shade per patch
-        assert masks.sum(axis=(1, 2)).tolist() == [9] * len(src)
-        corners = masks[:, [0, 0, -1, -1], [0, -1, 0, -1]]
-        assert np.all(corners.sum(1) == 1)  # the patch sits in exactly one corner
+        assert masks.sum(axis=(1, 2)).tolist() == [36] * len(src)
+        assert masks[:, [0, 0, -1, -1], [0, -1, 0, -1]].all()  # a 3x3 patch in each corner
+        assert not masks[:, 3:-3].any() and not masks[:, :, 3:-3].any()
         matches = np.isclose(shades[:, 0], decoy_shade(src.y))
         assert np.array_equal(~matches, p.in_slice[split])
         if split == "test":
             assert 0.02 < matches.mean() < 0.2  # random shades: about 1 in 10 agree
         else:
             assert matches.all()
-    assert p.patch_masks["train"].any(0)[[0, 0, -1, -1], [0, -1, 0, -1]].all()
 
 
 def test_rare_style_is_rare_in_training_and_common_at_test():

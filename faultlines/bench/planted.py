@@ -7,8 +7,9 @@ for every sample of every split, a generator with a `seed` and a strength `alpha
 
     rare     one class's digits rotated 30-45 degrees, strokes thickened: 2% of that class in
              training, 60% at test
-    decoy    a 3x3 corner patch whose shade encodes the label in training (Decoy-MNIST,
-             Ross et al. 2017) and is random at test; slice = shade disagrees with the label
+    decoy    3x3 patches in the four corners whose shade encodes the label in training
+             (Decoy-MNIST, Ross et al. 2017) and is random at test; slice = shade disagrees
+             with the label
     noisy    one k-means subgroup of a class has its training (and validation) labels flipped
              to one other class; test labels are clean; slice = the subgroup
     shift    15% of test images blurred and noised (a corrupted style never seen in training)
@@ -144,6 +145,10 @@ def decoy_shade(labels: np.ndarray) -> np.ndarray:
 
 
 def decoy(seed: int = 0, alpha: float = 1.0, patch: int = 3) -> PlantedProblem:
+    # Decoy-MNIST puts one patch in a random corner. On 16x16 digits a SmallCNN mostly ignores
+    # one such patch (decoy-randomised test accuracy 0.886 against 0.905 for a clean model at
+    # 3x3, 0.82 at 4x4, seed 0), so the patch is repeated in all four corners, which brings
+    # the decoy model to 0.57-0.67 (seeds 0, 1), near the 0.52 Ross et al. report.
     rng = np.random.default_rng(seed)
     data = _base(seed)
     in_slice, masks, shades = {}, {}, {}
@@ -152,15 +157,13 @@ def decoy(seed: int = 0, alpha: float = 1.0, patch: int = 3) -> PlantedProblem:
         h, w = x.shape[-2:]
         encoded = rng.random(len(y)) < (alpha if split != "test" else 0.0)
         shade_class = np.where(encoded, y, rng.integers(0, 10, len(y)))
-        corners = rng.integers(0, 4, len(y))
-        mask = np.zeros((len(y), h, w), bool)
-        for i, corner in enumerate(corners):
-            r = 0 if corner < 2 else h - patch
-            c = 0 if corner % 2 == 0 else w - patch
-            mask[i, r : r + patch, c : c + patch] = True
-        x[:, 0][mask] = np.repeat(decoy_shade(shade_class), patch * patch)
-        in_slice[split], masks[split], shades[split] = shade_class != y, mask, shade_class
-    text = "a corner patch's shade encodes the label in training and is random at test"
+        corners = np.zeros((h, w), bool)
+        for r in (0, h - patch):
+            for c in (0, w - patch):
+                corners[r : r + patch, c : c + patch] = True
+        x[:, 0, corners] = decoy_shade(shade_class)[:, None]
+        in_slice[split], masks[split], shades[split] = shade_class != y, np.repeat(corners[None], len(y), 0), shade_class
+    text = "corner patches whose shade encodes the label in training and is random at test"
     return _pack("decoy", seed, alpha, text, data, in_slice, patch_masks=masks, facts={"patch": patch, "shade_class": shades})
 
 
