@@ -9,7 +9,7 @@
 """
 
 from faultlines import data, errors, train
-from faultlines.find import ErrorMixture, FeatureDensity, Spotlight
+from faultlines.find import ErrorMixture, FeatureDensity, PerturbationProbe, Spotlight
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.report import report
@@ -25,6 +25,7 @@ __all__ = [
     "FailureMode",
     "FeatureDensity",
     "Outputs",
+    "PerturbationProbe",
     "ScanResult",
     "Spotlight",
     "data",

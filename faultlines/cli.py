@@ -31,8 +31,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Seed = Annotated[int, typer.Option(help="Seed for every random choice; the same seed gives the same modes.")]
 Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count.")]
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
-Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture, defuse.")]
-FINDER_NAMES = ("spotlight", "error-mixture", "defuse")
+Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture, defuse, perturb.")]
+FINDER_NAMES = ("spotlight", "error-mixture", "defuse", "perturb")
 
 
 def _finder_names(names: str) -> list[str]:
@@ -43,14 +43,15 @@ def _finder_names(names: str) -> list[str]:
     return chosen
 
 
-def _finders(names: list[str], size: float, spotlights: int, seed: int, quiet: bool, vae=None) -> list:
-    from faultlines.find import ErrorMixture, Spotlight
+def _finders(names: list[str], size: float, spotlights: int, seed: int, quiet: bool, vae=None, object_mask=None) -> list:
+    from faultlines.find import ErrorMixture, PerturbationProbe, Spotlight
     from faultlines.find.defuse import Defuse
 
     makers = {
         "spotlight": lambda: Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet),
         "error-mixture": lambda: ErrorMixture(seed=seed, quiet=quiet),
         "defuse": lambda: Defuse(vae, seed=seed, quiet=quiet),
+        "perturb": lambda: PerturbationProbe(object_mask=object_mask, seed=seed, quiet=quiet),
     }
     return [makers[n]() for n in names]
 
@@ -179,6 +180,7 @@ def scan_command(
     finders: Finders = "spotlight",
     vae: Annotated[Path | None, typer.Option(help="A saved faultlines VAE for Defuse (default: train one on --data).")] = None,
     vae_epochs: Annotated[int, typer.Option(help="Epochs to train Defuse's VAE when none is given.")] = 80,
+    object_mask: Annotated[Path | None, typer.Option(help="For perturb: a .npy (H, W) 0/1 mask of where the object is; regions outside it count as carrying none of it.")] = None,
     density: Annotated[bool, typer.Option("--density", help="Add the feature-density analysis; needs --train and --val (or --data digits).")] = False,
     train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for --density.")] = None,
     val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for --density's early stopping and calibration.")] = None,
@@ -213,8 +215,14 @@ def scan_command(
             fit_on = (load(train), load(val))
         if clf is None or isinstance(source, EmbeddingTable):
             raise SettingsError("--density attacks and probes the model: give --model and input data")
+    mask = None
+    if object_mask is not None:
+        from faultlines.data.files import load_mask
+
+        x, _ = next(iter(source.batches(1)))
+        mask = load_mask(object_mask, tuple(x.shape[-2:]))
     trained_vae = _vae(names, vae, source, vae_epochs, seed, quiet)
-    result = scan(clf, source, _finders(names, size, spotlights, seed, quiet, trained_vae), batch_size=batch_size, quiet=quiet, seed=seed)
+    result = scan(clf, source, _finders(names, size, spotlights, seed, quiet, trained_vae, mask), batch_size=batch_size, quiet=quiet, seed=seed)
     result.config["data"]["spec"] = data
     if density:
         _density(result, clf, *fit_on, source, seed, quiet)
@@ -290,37 +298,12 @@ def label(
     typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
 
 
-@app.command()
-@_one_line_errors
-def fix(
-    run_dir: Annotated[Path, typer.Argument(help="A labelled run folder (see `faultlines label`).")],
-    train: Annotated[str | None, typer.Option(help="Training data (as for scan --data); default: the digits when the run scanned them.")] = None,
-    val: Annotated[str | None, typer.Option(help="Validation data for choosing lambda; default: the digits' validation split.")] = None,
-    lambdas: Annotated[str, typer.Option(help="Comma-separated weights of the region loss to try.")] = "0.1,0.3,1,3",
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per lambda.")] = 10,
-    seed: Seed = 0,
-    quiet: Quiet = False,
-) -> None:
-    """Fine-tune the run's model to correct its labelled Defuse regions; write the model and a before/after table."""
-    import json
-
-    from faultlines.atomic import write_file
+def _fix_data(result: ScanResult, train: str | None, val: str | None):
+    """Training, validation and test data for a repair: the digits when the run scanned them,
+    else --train and --val, with the run's own data as the test set."""
     from faultlines.data.digits import digits
     from faultlines.data.files import load
-    from faultlines.model import load_module
-    from faultlines.repair import labels as region_labels
-    from faultlines.repair.finetune import finetune, region_samples
-    from faultlines.report import render
-    from faultlines.store import FIX_FILE, load_run
 
-    result = load_run(run_dir)
-    chosen = region_labels.load(run_dir, result)
-    try:
-        weights = tuple(float(v) for v in lambdas.split(","))
-    except ValueError as e:
-        raise SettingsError(f"--lambdas must be numbers separated by commas, not {lambdas!r}") from e
-    if not (run_dir / "model.pt").is_file():
-        raise RunDirError(f"{run_dir} keeps no model.pt to fine-tune; scan with --model")
     spec = result.config.get("data", {}).get("spec")
     if spec == "digits":
         splits = digits(seed=result.config.get("seed", 0))
@@ -333,23 +316,109 @@ def fix(
         train_data = load(train)
     if val is not None:
         val_data = load(val)
+    return train_data, val_data, test_data
+
+
+def _weights(lambdas: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in lambdas.split(","))
+    except ValueError as e:
+        raise SettingsError(f"--lambdas must be numbers separated by commas, not {lambdas!r}") from e
+
+
+@app.command()
+@_one_line_errors
+def fix(
+    run_dir: Annotated[Path, typer.Argument(help="A labelled run folder (see `faultlines label`), or with --xbl a run with flagged regions.")],
+    xbl: Annotated[bool, typer.Option("--xbl", help="Explanation-based learning: retrain so the model stops using the flagged regions (or --mask).")] = False,
+    mask: Annotated[Path | None, typer.Option(help="With --xbl: a .npy (H, W) 0/1 mask of the pixels to unlearn, instead of the flagged regions.")] = None,
+    train: Annotated[str | None, typer.Option(help="Training data (as for scan --data); default: the digits when the run scanned them.")] = None,
+    val: Annotated[str | None, typer.Option(help="Validation data for choosing lambda; default: the digits' validation split.")] = None,
+    lambdas: Annotated[str | None, typer.Option(help="Comma-separated weights of the region loss (default 0.1,0.3,1,3) or, with --xbl, of the explanation penalty (default 0.1,1,10).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per lambda: fine-tuning (default 10) or, with --xbl, retraining (default 30).")] = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Correct the run's model: fine-tune on its labelled Defuse regions, or with --xbl unlearn its flagged image regions; write the model and a before/after table."""
+    from faultlines.store import load_run
+
+    result = load_run(run_dir)
+    if mask is not None and not xbl:
+        raise SettingsError("--mask is for --xbl")
+    if not (run_dir / "model.pt").is_file():
+        raise RunDirError(f"{run_dir} keeps no model.pt to correct; scan with --model")
+    # unset settings are left to the repair's own defaults
+    settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
+    if xbl:
+        _fix_xbl(run_dir, result, mask, train, val, settings, seed, quiet)
+    else:
+        _fix_defuse(run_dir, result, train, val, settings, seed, quiet)
+
+
+def _save_repair(run_dir: Path, result: ScanResult, name: str, model_file: str, module, table: dict) -> None:
+    """The corrected model, its table (json) and the report again, each written atomically."""
+    import json
+
+    from faultlines.atomic import write_file
+    from faultlines.report import render
+    from faultlines.store import FIX_FILE, XBL_FILE
+
+    write_file(run_dir / model_file, _checkpoint_bytes(module, result.outputs.class_names))
+    write_file(run_dir / {"defuse": FIX_FILE, "xbl": XBL_FILE}[name], json.dumps(table, indent=1))
+    result.repairs[name] = json.loads(json.dumps(table))
+    write_file(run_dir / "report.html", render(result))
+    typer.echo(f"model: {run_dir / model_file}")
+
+
+def _fix_defuse(run_dir: Path, result: ScanResult, train, val, settings: dict, seed: int, quiet: bool) -> None:
+    from faultlines.model import load_module
+    from faultlines.repair import labels as region_labels
+    from faultlines.repair.finetune import finetune, region_samples
+
+    chosen = region_labels.load(run_dir, result)
+    train_data, val_data, test_data = _fix_data(result, train, val)
     module, _ = load_module(run_dir / "model.pt")
     index = {evidence["region"]: chosen.get(region) for region, evidence in region_labels.regions(result).items()}
     samples = region_samples(result.tables["generated"], index)
     _status(f"fine-tuning on {len(train_data)} training samples and {len(samples.y['train'])} labelled region samples", quiet)
-    fixed = finetune(module, train_data, val_data, test_data, samples, lambdas=weights, epochs=epochs, seed=seed, quiet=quiet)
+    fixed = finetune(module, train_data, val_data, test_data, samples, seed=seed, quiet=quiet, **settings)
     names = result.outputs.class_names
     table = {"lambda": fixed.lam, "sweep": fixed.sweep, "before": fixed.before, "after": fixed.after,
              "labelled_regions": sum(v is not None for v in index.values()),
              "labels": {str(k): names[v] for k, v in index.items() if v is not None}}
-    write_file(run_dir / "model-fixed.pt", _checkpoint_bytes(fixed.module, names))
-    write_file(run_dir / FIX_FILE, json.dumps(table, indent=1))
-    result.repairs["defuse"] = json.loads(json.dumps(table))
-    write_file(run_dir / "report.html", render(result))
     b, a = fixed.before, fixed.after
     typer.echo(f"lambda {fixed.lam:g}: test accuracy {b['test_accuracy']:.4f} -> {a['test_accuracy']:.4f}; "
                f"held-out region accuracy {b['heldout_region_accuracy']:.4f} -> {a['heldout_region_accuracy']:.4f}")
-    typer.echo(f"model: {run_dir / 'model-fixed.pt'}")
+    _save_repair(run_dir, result, "defuse", "model-fixed.pt", fixed.module, table)
+
+
+def _fix_xbl(run_dir: Path, result: ScanResult, mask_file: Path | None, train, val, settings: dict, seed: int, quiet: bool) -> None:
+    import numpy as np
+
+    from faultlines.data.files import load_mask
+    from faultlines.model import load_module
+    from faultlines.repair.xbl import xbl
+
+    train_data, val_data, test_data = _fix_data(result, train, val)
+    x, _ = next(iter(test_data.batches(1)))
+    if x.ndim != 4:
+        raise DataError(f"--xbl needs image data (N, C, H, W); the run's data has inputs of shape {tuple(x.shape)}")
+    if mask_file is not None:
+        mask, where = load_mask(mask_file, tuple(x.shape[-2:])), str(mask_file)
+    else:
+        flagged = [np.array(m.evidence["mask"], bool) for m in result.modes if m.method == "perturb"]
+        if not flagged:
+            raise RunDirError(f"{run_dir} has no flagged regions to unlearn; scan with --finders perturb, or give --mask FILE")
+        mask, where = np.any(flagged, axis=0), f"{len(flagged)} flagged region(s)"
+    _status(f"retraining with the explanation penalty on {int(mask.sum())} pixels ({where})", quiet)
+    module, _ = load_module(run_dir / "model.pt")
+    fixed = xbl(module, train_data, val_data, test_data, mask, seed=seed, quiet=quiet, **settings)
+    table = {"lambda": fixed.lam, "sweep": fixed.sweep, "models": fixed.table, "mask_from": where, "mask": mask.tolist()}
+    t = fixed.table
+    typer.echo(f"lambda {fixed.lam:g}: test accuracy {t['original']['test_accuracy']:.4f} -> {t['xbl']['test_accuracy']:.4f} "
+               f"(occlusion retraining {t['occlusion']['test_accuracy']:.4f}); with the region swapped "
+               f"{t['original']['swapped_accuracy']:.4f} -> {t['xbl']['swapped_accuracy']:.4f}")
+    _save_repair(run_dir, result, "xbl", "model-xbl.pt", fixed.module, table)
 
 
 @app.command()

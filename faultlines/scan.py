@@ -17,8 +17,9 @@ from faultlines.types import FailureMode, Outputs, ScanResult
 class Finder(Protocol):
     """What `scan` needs of a finder: its settings, and failure modes from outputs.
 
-    A finder that must run the model itself (Defuse) sets `needs_model = True`; `scan` then
-    calls `find(clf, data)` and stores the finder's `tables_` with the run.
+    A finder that must run the model itself (Defuse, PerturbationProbe) sets
+    `needs_model = True`; `scan` then calls `find(clf, data)` and stores the finder's
+    `tables_` (arrays) and `analyses_` (JSON-able figures) with the run.
     """
 
     def get_params(self) -> dict[str, Any]: ...
@@ -64,12 +65,14 @@ def scan(
     finders = finders if finders is not None else [Spotlight(seed=seed, quiet=quiet)]
     modes: list[FailureMode] = []
     tables: dict[str, dict] = {}
+    analyses: dict[str, dict] = {}
     for finder in finders:
         if getattr(finder, "needs_model", False):
             if clf is None or not isinstance(data, Source):
                 raise ModelError(f"{type(finder).__name__} runs the model on the inputs: give a model and input data")
             modes += finder.find(clf, data)
             tables |= getattr(finder, "tables_", {})
+            analyses |= getattr(finder, "analyses_", {})
         else:
             modes += finder.find(outputs)
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
@@ -82,4 +85,4 @@ def scan(
         "seed": seed,
         "versions": versions(),
     }
-    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables)
+    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables, analyses=analyses)

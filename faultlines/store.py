@@ -9,6 +9,7 @@
     RUN/model.pt          the scanned model; RUN/vae.pt the VAE Defuse searched
     RUN/labels.json       region labels (`faultlines label`)
     RUN/fix.json, RUN/model-fixed.pt   the correction (`faultlines fix`)
+    RUN/xbl.json, RUN/model-xbl.pt     explanation-based learning (`faultlines fix --xbl`)
 
 A run is assembled in a hidden temporary folder beside RUN and renamed into place, so an
 interrupted write leaves the previous run as it was.
@@ -34,6 +35,7 @@ from faultlines.types import FailureMode, Outputs, ScanResult
 RUN_FORMAT = "faultlines-run-1"
 #: The before/after table `faultlines fix` writes.
 FIX_FILE = "fix.json"
+XBL_FILE = "xbl.json"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -214,7 +216,8 @@ def load_run(path: str | Path) -> ScanResult:
         with np.load(f, allow_pickle=False) as arrays:
             tables[f.stem.removeprefix("table-")] = {k: arrays[k] for k in arrays.files}
     repairs = {}
-    if (path / FIX_FILE).is_file():
-        repairs["defuse"] = json.loads((path / FIX_FILE).read_text(encoding="utf-8"))
+    for name, file in (("defuse", FIX_FILE), ("xbl", XBL_FILE)):
+        if (path / file).is_file():
+            repairs[name] = json.loads((path / file).read_text(encoding="utf-8"))
     return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}))
 

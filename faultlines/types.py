@@ -42,6 +42,20 @@ def check_label_range(labels: np.ndarray, num_classes: int) -> None:
         )
 
 
+def check_mask(mask: np.ndarray, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """`mask` as an (H, W) boolean array of the images' size, or a DataError saying what is wrong."""
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise DataError(f"the {what} has shape {mask.shape} but the images are {shape[0]}x{shape[1]}; give an (H, W) array of that size")
+    if mask.dtype != bool:
+        if not np.issubdtype(mask.dtype, np.number) or not np.isin(mask, (0, 1)).all():
+            raise DataError(f"the {what} must hold only 0/1 or True/False values")
+        mask = mask.astype(bool)
+    if not mask.any():
+        raise DataError(f"the {what} is empty (no pixel set); mark the pixels it covers with 1")
+    return mask
+
+
 @dataclass(frozen=True)
 class Outputs:
     """What a classifier did on a data set: one row per sample.
@@ -210,12 +224,14 @@ class ScanResult:
         config: how the scan was run (finders and their settings, data, model, seed).
         previews: images or texts for the samples the report shows, by row index.
         texts: one text per row where the data is text, else None.
-        tables: other tables the modes refer to, by name, each a dict of equal-length
-            arrays: "generated" (Defuse's region samples), "defuse_hits", "vae", ...
-        repairs: what `faultlines fix` did to the model, by repair ("defuse": the
-            before/after table), read from the run folder.
+        tables: other tables the modes refer to, by name, each a dict of arrays:
+            "generated" (Defuse's region samples), "defuse_hits", "vae", "perturb_maps"
+            (sensitivity maps), "perturb_swaps" (swap-test images), ...
+        repairs: what `faultlines fix` did to the model, by repair ("defuse", "xbl": the
+            before/after tables), read from the run folder.
         analyses: JSON-able results of analyses beyond the modes, by name ("density": the
-            feature-density tests and detector tables), stored in scan.json.
+            feature-density tests and detector tables; "perturb": the global perturbations
+            and the swap tests of every candidate region), stored in scan.json.
     """
 
     outputs: Outputs

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from faultlines.bench.planted import RARE_CLASSES, decoy_shade, make_problem
+from faultlines.bench.planted import RARE_CLASSES, decoy, decoy_shade, make_problem
 from faultlines.data.digits import digits
 from faultlines.errors import SettingsError
 
@@ -29,6 +29,18 @@ def test_decoy_shade_encodes_the_training_label_exactly_and_not_at_test(seed):
             assert 0.02 < matches.mean() < 0.2  # random shades: about 1 in 10 agree
         else:
             assert matches.all()
+
+
+def test_decoy_in_one_random_corner_as_in_decoy_mnist():
+    p = decoy(seed=0, corners="random")
+    masks = p.patch_masks["train"]
+    assert masks.sum(axis=(1, 2)).tolist() == [9] * len(masks)
+    assert np.all(masks[:, [0, 0, -1, -1], [0, -1, 0, -1]].sum(1) == 1)  # exactly one corner each
+    assert masks.any(0)[[0, 0, -1, -1], [0, -1, 0, -1]].all()  # every corner is used
+    shades = p.splits.train.x[:, 0][masks].reshape(len(masks), -1)[:, 0]
+    assert np.allclose(shades, decoy_shade(p.splits.train.y))
+    with pytest.raises(SettingsError):
+        decoy(corners="two")
 
 
 def test_rare_style_is_rare_in_training_and_common_at_test():

@@ -165,3 +165,13 @@ def load(path: str | Path) -> ArraySource | EmbeddingTable:
     if p.is_dir():
         return load_embedding_table(p) if (p / "embeddings.npy").exists() else image_folder(p)
     raise DataError(f"do not know how to read {p}: give a .npz, a .parquet, or a folder")
+
+
+def load_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """An (H, W) region mask from a .npy array of 0/1 or True/False, checked against the images' size."""
+    from faultlines.types import check_mask
+
+    p = _existing(path)
+    if p.suffix != ".npy":
+        raise DataError(f"give the mask as a .npy file holding an (H, W) array of 0/1, not {p.name}")
+    return check_mask(_load_npy(p), shape, f"mask in {p.name}")

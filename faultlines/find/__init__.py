@@ -2,6 +2,7 @@
 
 from faultlines.find.density import FeatureDensity
 from faultlines.find.error_mixture import ErrorMixture
+from faultlines.find.perturb import PerturbationProbe
 from faultlines.find.spotlight import Spotlight
 
-__all__ = ["ErrorMixture", "FeatureDensity", "Spotlight"]
+__all__ = ["ErrorMixture", "FeatureDensity", "PerturbationProbe", "Spotlight"]

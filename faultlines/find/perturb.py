@@ -42,7 +42,7 @@ from faultlines.errors import DataError, SettingsError
 from faultlines.find.common import describe
 from faultlines.model import Classifier
 from faultlines.probe import probe
-from faultlines.types import FailureMode
+from faultlines.types import FailureMode, check_mask
 
 BASELINES = ("zero", "mean", "blur")
 #: Global perturbations: name -> what it does, in units of the data's value range.
@@ -62,20 +62,6 @@ def source_images(source: Source, batch_size: int = 512) -> tuple[np.ndarray, np
     if x.ndim != 4:
         raise DataError(f"the perturbation probe needs images (N, C, H, W), got inputs of shape {x.shape}")
     return x, np.concatenate(ys)
-
-
-def check_mask(mask: np.ndarray, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
-    """`mask` as an (H, W) boolean array of the images' size, or a DataError saying what is wrong."""
-    mask = np.asarray(mask)
-    if mask.shape != tuple(shape):
-        raise DataError(f"the {what} has shape {mask.shape} but the images are {shape[0]}x{shape[1]}; give an (H, W) array of that size")
-    if mask.dtype != bool:
-        if not np.issubdtype(mask.dtype, np.number) or not np.isin(mask, (0, 1)).all():
-            raise DataError(f"the {what} must hold only 0/1 or True/False values")
-        mask = mask.astype(bool)
-    if not mask.any():
-        raise DataError(f"the {what} is empty (no pixel set); mark the pixels it covers with 1")
-    return mask
 
 
 def predict(clf: Classifier, x: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +107,8 @@ class PerturbationProbe:
         max_samples: int | None = 1000,
         min_drop: float = 0.05,
         max_object: float = 0.25,
-        min_flip: float = 0.2,
-        swaps: int = 200,
+        min_flip: float = 0.1,
+        swaps: int = 500,
         max_regions: int = 8,
         object_mask: np.ndarray | None = None,
         batch_size: int = 1024,
@@ -289,9 +275,12 @@ class PerturbationProbe:
     def find(self, clf: Classifier, source: Source) -> list[FailureMode]:
         """Probe `source`'s images; return one FailureMode per flagged region.
 
-        After the call: `maps_` (overall and per-class mean sensitivity), `global_` (the
-        global perturbations), `candidates_` (every candidate with its swap test), `tables_`
-        and `analyses_` for the run folder and the report.
+        Each mode's evidence holds its "mask" (H, W), its "windows" (row, column, height,
+        width) and "swap_rows": rows of `tables_["perturb_swaps"]`, the images before and
+        after the swap. After the call: `maps_` (overall and per-class mean sensitivity),
+        `global_` (the global perturbations), `candidates_` (every candidate with its swap
+        test), `joint_` (the candidates that failed alone, tested together), `tables_` and
+        `analyses_` for the run folder and the report.
         """
         x_all, y_all = source_images(source, self.batch_size)
         h, w = x_all.shape[-2:]
@@ -331,7 +320,10 @@ class PerturbationProbe:
         modes: list[FailureMode] = []
         swaps: dict[str, list] = {"before": [], "after": [], "region": [], "pred_before": [], "pred_after": []}
         for test in sorted(alone, key=lambda t: -t["flip_rate"])[: self.max_regions]:
-            modes.append(self._mode(test, len(modes), probed, rows, per_window, share))
+            first = len(swaps["before"])
+            mode = self._mode(test, len(modes), probed, rows, per_window, share)
+            mode.evidence["swap_rows"] = list(range(first, first + len(test["examples"])))
+            modes.append(mode)
             for i in test["examples"]:
                 swaps["before"].append(x[test["recipients"][i]])
                 swaps["after"].append(test["pasted"][i])

@@ -106,3 +106,24 @@ def density_histograms(log_density: dict[str, list[float]]) -> str:
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return _figure_uri(fig)
+
+
+def sensitivity_maps(maps: np.ndarray, titles: list[str], flagged: list[np.ndarray]) -> str:
+    """Heat maps of mean certainty drop under occlusion, one per title (overall first), with
+    the flagged regions outlined in each."""
+    n = len(maps)
+    columns = min(n, 6)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
+    top = float(np.max(maps)) or 1.0
+    for ax, m, title in zip(axes.flat, maps, titles):
+        shown = ax.imshow(m, cmap="magma", vmin=0, vmax=top)
+        for j, mask in enumerate(flagged):
+            ax.contour(mask.astype(float), levels=[0.5], colors=[MODE_COLORS[j % 10]], linewidths=1.2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="certainty drop")
+    return _figure_uri(fig)

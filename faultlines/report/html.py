@@ -61,6 +61,26 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _perturb(result: ScanResult) -> dict[str, Any] | None:
+    """The spurious-region section: heat maps, swap tests, swap examples, global perturbations."""
+    analysis, maps = result.analyses.get("perturb"), result.tables.get("perturb_maps")
+    if analysis is None or maps is None:
+        return None
+    names = result.outputs.class_names
+    titles = ["all images"] + [f"class {names[c]}" for c in maps["classes"][1:]]
+    flagged = [m for m in result.modes if m.method == "perturb"]
+    masks = [np.array(m.evidence["mask"], bool) for m in flagged]
+    swaps, pairs = result.tables.get("perturb_swaps"), []
+    if swaps is not None:
+        for i in range(len(swaps["region"])):
+            pairs.append({"region": flagged[int(swaps["region"][i])].id if int(swaps["region"][i]) < len(flagged) else "?",
+                          "before": figures.image_uri(to_image_uint8(swaps["before"][i])),
+                          "after": figures.image_uri(to_image_uint8(swaps["after"][i])),
+                          "pred_before": names[int(swaps["pred_before"][i])], "pred_after": names[int(swaps["pred_after"][i])]})
+    return {"heatmaps": figures.sensitivity_maps(maps["maps"], titles, masks), "analysis": analysis,
+            "flagged": flagged, "pairs": pairs}
+
+
 def render(result: ScanResult) -> str:
     """The report page for `result`, as an HTML string."""
     out = result.outputs
@@ -83,6 +103,8 @@ def render(result: ScanResult) -> str:
                      (("inputs", "originals"), ("reconstructions", "reconstructions"), ("samples from the prior", "samples"))}
     density = result.analyses.get("density")
     return _env.get_template("report.html.j2").render(
+        perturb=_perturb(result),
+        xbl=result.repairs.get("xbl"),
         density=density,
         density_plot=figures.density_histograms(density["log_density"]) if density else None,
         fix=result.repairs.get("defuse"),
