@@ -408,6 +408,8 @@ def _fix_xbl(run_dir: Path, result: ScanResult, mask_file: Path | None, train, v
     else:
         flagged = [np.array(m.evidence["mask"], bool) for m in result.modes if m.method == "perturb"]
         if not flagged:
+            if "perturb" in result.analyses:
+                raise RunDirError(f"the perturbation probe flagged no region in {run_dir}; give --mask FILE to unlearn a region of your choice")
             raise RunDirError(f"{run_dir} has no flagged regions to unlearn; scan with --finders perturb, or give --mask FILE")
         mask, where = np.any(flagged, axis=0), f"{len(flagged)} flagged region(s)"
     _status(f"retraining with the explanation penalty on {int(mask.sum())} pixels ({where})", quiet)

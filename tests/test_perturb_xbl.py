@@ -236,3 +236,7 @@ def test_fix_xbl_needs_flagged_regions_or_a_mask(tmp_path, model_file):
     assert run("scan", "--model", model_file, "--data", "digits", "--out", tmp_path / "r", "-q").exit_code == 0
     result = run("fix", tmp_path / "r", "--xbl")
     assert result.exit_code == 2 and "--finders perturb" in result.stderr
+    # a clean model: the probe runs and flags nothing
+    assert run("scan", "--model", model_file, "--data", "digits", "--finders", "perturb", "--out", tmp_path / "p", "-q").exit_code == 0
+    result = run("fix", tmp_path / "p", "--xbl")
+    assert result.exit_code == 2 and "flagged no region" in result.stderr

@@ -152,12 +152,16 @@ class PerturbationProbe:
         base = self._baseline(x)
         c = x.shape[1]
         maps = []
-        starts = range(0, len(x), self.batch_size)
+        # small chunks of images, several windows per forward pass: the same batch size, and a
+        # progress bar that moves
+        chunk = min(128, self.batch_size)
+        starts = range(0, len(x), chunk)
         for i in track(starts, "occluding windows", total=len(starts), quiet=self.quiet):
-            xb = torch.from_numpy(x[i : i + self.batch_size])
-            bb = base[i : i + self.batch_size] if isinstance(base, torch.Tensor) else base
+            xb = torch.from_numpy(x[i : i + chunk])
+            bb = base[i : i + chunk] if isinstance(base, torch.Tensor) else base
             a = occlusion.attribute(xb, sliding_window_shapes=(c, self.patch, self.patch), strides=(c, self.stride, self.stride),
-                                    baselines=bb, target=torch.from_numpy(preds[i : i + self.batch_size]))
+                                    baselines=bb, target=torch.from_numpy(preds[i : i + chunk]),
+                                    perturbations_per_eval=max(1, self.batch_size // chunk))
             maps.append(a.mean(1).numpy())
         return np.concatenate(maps)
 
