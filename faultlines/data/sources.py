@@ -53,6 +53,14 @@ class Source:
         """What the report shows for these samples: images, texts, or nothing."""
         raise NotImplementedError
 
+    def arrays(self, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """All inputs and labels as numpy arrays, in order."""
+        parts = [(x.numpy(), y.numpy()) for x, y in self.batches(batch_size)]
+        if not parts:
+            raise DataError("the data set is empty: give at least one sample")
+        xs, ys = zip(*parts)
+        return np.concatenate(xs), np.concatenate(ys)
+
 
 class ArraySource(Source):
     """Samples held in memory as numpy arrays.

@@ -52,16 +52,10 @@ GLOBAL = {"blur": "Gaussian blur, sigma 1 pixel", "noise": "Gaussian noise, std 
 
 def source_images(source: Source, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """All inputs (N, C, H, W) and labels of an image source; a DataError if it holds no images."""
-    xs, ys = [], []
-    for x, y in source.batches(batch_size):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    if not xs:
-        raise DataError("the data set is empty: give at least one image")
-    x = np.concatenate(xs).astype(np.float32)
+    x, y = source.arrays(batch_size)
     if x.ndim != 4:
         raise DataError(f"the perturbation probe needs images (N, C, H, W), got inputs of shape {x.shape}")
-    return x, np.concatenate(ys)
+    return x.astype(np.float32), y
 
 
 def predict(clf: Classifier, x: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:

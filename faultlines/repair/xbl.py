@@ -63,14 +63,9 @@ def gradient_share(module: nn.Module, data: Source, mask: np.ndarray, batch_size
     return inside / total if total > 0 else 0.0
 
 
-def _images(data: Source) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(512)))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def occlude(data: Source, mask: np.ndarray, value: float = 0.0) -> ArraySource:
     """`data` with the masked pixels of every image set to `value`."""
-    x, y = _images(data)
+    x, y = data.arrays()
     x = x.copy()
     x[:, :, mask] = value
     return ArraySource(x, y, data.class_names, name=f"{data.name}/occluded")
@@ -79,7 +74,7 @@ def occlude(data: Source, mask: np.ndarray, value: float = 0.0) -> ArraySource:
 def swap_region(data: Source, mask: np.ndarray, seed: int = 0) -> ArraySource:
     """`data` with the masked region of every image replaced by another image's (a random
     derangement), so that what the region says no longer goes with the label."""
-    x, y = _images(data)
+    x, y = data.arrays()
     n = len(x)
     order = np.random.default_rng(seed).permutation(n)
     other = np.roll(order, 1)  # image order[i] receives the region of order[i - 1]: nobody keeps its own
