@@ -99,6 +99,16 @@ def fit(
     return history
 
 
+def reset_weights(module: nn.Module, seed: int = 0) -> int:
+    """Give `module` fresh weights in place: every sub-module's `reset_parameters`, seeded.
+    Returns how many sub-modules were reset."""
+    torch.manual_seed(seed)
+    reset = [m for m in module.modules() if m is not module and hasattr(m, "reset_parameters")]
+    for m in reset:
+        m.reset_parameters()
+    return len(reset)
+
+
 def evaluate(module: nn.Module, data: Source, loss_fn: LossFn = cross_entropy, batch_size: int = 256) -> float:
     """Mean `loss_fn` over `data`, without gradients."""
     module.eval()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from faultlines.data.sources import Source
 from faultlines.errors import SettingsError
-from faultlines.train import fit
+from faultlines.train import fit, reset_weights
 
 
 class VAE(nn.Module):
@@ -78,10 +78,7 @@ class VAE(nn.Module):
         def anneal(epoch: int) -> None:
             self.kl_weight = self.beta * min(1.0, epoch / max(warmup, 1))
 
-        torch.manual_seed(seed)
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        reset_weights(self, seed)
         fit(self, data, None, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed,
             loss_fn=lambda m, x, y: m.loss(x), on_epoch=anneal, quiet=quiet, description="training VAE")
         self.kl_weight = self.beta

@@ -29,7 +29,7 @@ from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import DataError, SettingsError
 from faultlines.model import Classifier
 from faultlines.probe import probe
-from faultlines.train import fit
+from faultlines.train import fit, reset_weights
 from faultlines.types import check_mask
 
 
@@ -87,14 +87,10 @@ def swap_region(data: Source, mask: np.ndarray, seed: int = 0) -> ArraySource:
 
 
 def reinitialise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """A copy of `module` with fresh weights: every sub-module's `reset_parameters`, seeded."""
+    """A copy of `module` with fresh weights (see `train.reset_weights`)."""
     fresh = copy.deepcopy(module)
-    torch.manual_seed(seed)
-    reset = [m for m in fresh.modules() if hasattr(m, "reset_parameters")]
-    if not reset:
+    if not reset_weights(fresh, seed):
         raise SettingsError("the model has no layers with reset_parameters, so it cannot be retrained from fresh weights")
-    for m in reset:
-        m.reset_parameters()
     return fresh
 
 
