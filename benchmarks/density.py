@@ -54,7 +54,8 @@ def main() -> None:
         print("|---" * (len(names) + 1) + "|")
         for task, scores in rows.items():
             print(f"| {task} | " + " | ".join(f"{scores[n][metric]:.3f}" for n in names) + " |")
-    print(f"\n{result['test']['sentence']}\n\nflow fitted on {len(splits.train)} training features in {result['flow_seconds']:.1f} s")
+    print(f"\n{result['test']['sentence']}\n\nflows fitted on {len(splits.train)} training features in {result['seconds']['flow']:.1f} s "
+          f"(class-agnostic) and {result['seconds']['class-flow']:.1f} s (class-conditional)")
     if args.seeds > 1:
         print("\n**Misclassified vs correct, AUROC per seed**\n")
         print("| seed | mistakes | " + " | ".join(names) + " |")

@@ -67,3 +67,23 @@ def test_bad_inputs_get_clear_errors(train_val):
     object.__setattr__(broken, "embeddings", bad)
     with pytest.raises(DataError, match="NaN or infinite"):
         density.score(broken)
+
+
+def test_a_conditional_flow_scores_density_plus_the_margin_of_the_best_other_class(train_val, test_outputs, flow):
+    density = FeatureDensity(conditional=True).fit(*train_val)
+    logp = density.class_log_densities(test_outputs)
+    assert logp.shape == (360, 10) and np.isfinite(logp).all()
+    rows = np.arange(360)
+    own = logp[rows, test_outputs.preds]
+    np.testing.assert_allclose(density.log_density(test_outputs), own)
+    others = np.where(np.eye(10, dtype=bool)[test_outputs.preds], -np.inf, logp).max(1)
+    np.testing.assert_allclose(density.score(test_outputs), -own + others - own)
+    # the classes' densities agree with the classifier on most samples, and the score tells
+    # mistakes apart better than the class-agnostic flow's
+    assert (logp.argmax(1) == test_outputs.preds).mean() > 0.9
+    wrong = ~test_outputs.correct
+    assert detection_metrics(density.score(test_outputs), wrong)["auroc"] > detection_metrics(flow.score(test_outputs), wrong)["auroc"]
+    with pytest.raises(SettingsError):
+        FeatureDensity(model="gmm", conditional=True)
+    with pytest.raises(SettingsError, match="conditional flow"):
+        flow.class_log_densities(test_outputs)

@@ -6,7 +6,20 @@ data: a normalizing flow (zuko's masked autoregressive flow) by default, or a sc
 Gaussian mixture for speed. Features are standardised first (PCA optional). The flow trains
 by maximum likelihood with early stopping on a held-out part of the data.
 
-`score` is -log p(features): higher means more suspect. `test` checks the paper's claim on
+`score` is -log p(features): higher means more suspect. With `conditional=True` (a departure
+from the paper's label-agnostic model, for models whose training labels are known) the flow
+is class-conditional, p(features | class), fitted with the training labels as context; then
+`log_density` is log p(f | predicted class) and `score` adds how much better the best other
+class explains the features:
+
+    score = -log p(f | y_hat) + (max_{c != y_hat} log p(f | c) - log p(f | y_hat))
+
+a density term (out-of-distribution inputs are unlikely under every class) and a
+generative-classifier margin (a mistake sits where another class explains it about as well),
+the density analogue of the trust score's distance ratio. On digits the class-agnostic flow
+tells mistakes apart with AUROC 0.82-0.87 and this score with 0.98-0.99 (benchmarks/density.py).
+
+`test` checks the paper's claim on
 data with known mistakes: one-sided Mann-Whitney U and Kolmogorov-Smirnov tests that the
 log-density of misclassified samples is lower than that of correct ones. `calibrate` sets a
 conformal threshold on held-out correctly classified samples, so that `predict` flags at most
@@ -34,6 +47,8 @@ class FeatureDensity:
 
     Args:
         model: "flow" (zuko MAF) or "gmm" (scikit-learn GaussianMixture, full covariances).
+        conditional: fit a class-conditional flow with the training labels (see the module
+            docstring); flow only.
         pca: reduce the standardised features to this many components first; None keeps all.
         transforms, hidden: the flow's number of autoregressive transforms and hidden layer sizes.
         epochs, batch_size, lr, patience: the flow's training (early stopping on held-out data).
@@ -51,6 +66,7 @@ class FeatureDensity:
     def __init__(
         self,
         model: str = "flow",
+        conditional: bool = False,
         pca: int | None = None,
         transforms: int = 4,
         hidden: tuple[int, ...] = (128, 128),
@@ -67,15 +83,17 @@ class FeatureDensity:
     ) -> None:
         if model not in ("flow", "gmm"):
             raise SettingsError(f"model must be 'flow' or 'gmm', not {model!r}")
+        if conditional and model != "flow":
+            raise SettingsError("conditional=True needs model='flow'")
         if not 0 < fpr < 1 or not 0 < val_fraction < 1:
             raise SettingsError("fpr and val_fraction must lie strictly between 0 and 1")
         self.model, self.pca, self.transforms, self.hidden = model, pca, transforms, tuple(hidden)
         self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
         self.n_components, self.val_fraction, self.fpr, self.seed, self.quiet = n_components, val_fraction, fpr, seed, quiet
-        self.noise = noise
+        self.noise, self.conditional = noise, conditional
 
     def get_params(self) -> dict[str, object]:
-        keys = ("model", "pca", "transforms", "hidden", "epochs", "lr", "patience", "noise", "n_components", "fpr", "seed")
+        keys = ("model", "conditional", "pca", "transforms", "hidden", "epochs", "lr", "patience", "noise", "n_components", "fpr", "seed")
         return {k: getattr(self, k) for k in keys}
 
     def _features(self, outputs: Outputs, fitting: bool = False) -> np.ndarray:
@@ -114,32 +132,58 @@ class FeatureDensity:
             import zuko
 
             torch.manual_seed(self.seed)
-            self.density_ = zuko.flows.MAF(features=x.shape[1], transforms=self.transforms, hidden_features=self.hidden)
+            self.classes_ = outputs.num_classes if self.conditional else 0
+            self.density_ = zuko.flows.MAF(features=x.shape[1], context=self.classes_, transforms=self.transforms,
+                                           hidden_features=self.hidden)
 
             def nll(flow, xb, yb):
                 noisy = xb + self.noise * torch.randn_like(xb) if flow.training else xb
-                return -flow().log_prob(noisy).mean()
+                return -self._flow(flow, yb).log_prob(noisy).mean()
 
-            zeros = lambda a: np.zeros(len(a), np.int64)  # noqa: E731
+            # the labels travel as the batches' targets; the class-agnostic flow ignores them
             self.history_ = train_fit(
-                self.density_, ArraySource(x, zeros(x), name="features"), ArraySource(x_val, zeros(x_val), name="held-out"),
+                self.density_, ArraySource(x, outputs.labels, name="features"), ArraySource(x_val, held_out.labels, name="held-out"),
                 epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=0.0, seed=self.seed,
                 loss_fn=nll, patience=self.patience, quiet=self.quiet, description="fitting the flow",
             )
         self.calibrate(held_out)
         return self
 
-    def log_density(self, outputs: Outputs) -> np.ndarray:
-        """log p(features) of every sample, (N,)."""
-        x = self._features(outputs)
-        if self.model == "gmm":
-            return self.density_.score_samples(x)
+    def _flow(self, flow, labels: torch.Tensor):
+        """The flow's distribution, given the classes when it is conditional."""
+        if not self.classes_:
+            return flow()
+        return flow(torch.nn.functional.one_hot(labels.long(), self.classes_).float())
+
+    def class_log_densities(self, outputs: Outputs) -> np.ndarray:
+        """log p(features | c) for every sample and class, (N, C); conditional flows only."""
+        if not getattr(self, "classes_", 0):
+            raise SettingsError("class log-densities need a conditional flow (conditional=True)")
+        x = torch.from_numpy(self._features(outputs))
         with torch.no_grad():
-            return np.concatenate([self.density_().log_prob(b).numpy() for b in torch.from_numpy(x).split(4096)]).astype(np.float64)
+            return np.stack([np.concatenate([self._flow(self.density_, torch.full((len(b),), c)).log_prob(b).numpy()
+                                             for b in x.split(4096)]) for c in range(self.classes_)], 1).astype(np.float64)
+
+    def log_density(self, outputs: Outputs) -> np.ndarray:
+        """log p(features) of every sample, (N,); for a conditional flow, log p(features | predicted class)."""
+        if self.model == "gmm":
+            return self.density_.score_samples(self._features(outputs))
+        if self.classes_:
+            return self.class_log_densities(outputs)[np.arange(outputs.n), outputs.preds]
+        x = torch.from_numpy(self._features(outputs))
+        with torch.no_grad():
+            return np.concatenate([self.density_().log_prob(b).numpy() for b in x.split(4096)]).astype(np.float64)
 
     def score(self, outputs: Outputs) -> np.ndarray:
-        """-log p(features): the higher, the more likely the model gets the sample wrong."""
-        return -self.log_density(outputs)
+        """-log p(features): the higher, the more likely the model gets the sample wrong. For a
+        conditional flow, -log p(f | y_hat) plus the margin of the best other class (module docstring)."""
+        if self.model == "gmm" or not self.classes_:
+            return -self.log_density(outputs)
+        logp = self.class_log_densities(outputs)
+        rows = np.arange(outputs.n)
+        own = logp[rows, outputs.preds]
+        logp[rows, outputs.preds] = -np.inf
+        return -own + (logp.max(1) - own)
 
     def test(self, outputs: Outputs) -> dict[str, float | str]:
         """One-sided tests that misclassified samples have lower log-density than correct ones.
