@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from faultlines.data.sources import ArraySource
@@ -28,11 +30,14 @@ def adversarial(clf: Classifier, source: ArraySource, method: str = "pgd", epsil
     module = clf.module.eval()
     forward = (lambda x: module(clf.preprocess(x))) if clf.preprocess is not None else module
     attacked = []
-    for x, y in source.batches(batch_size):
-        if method == "fgsm":
-            adv = FGSM(forward, lower_bound=lower, upper_bound=upper).perturb(x, epsilon=epsilon, target=y)
-        else:
-            adv = PGD(forward, lower_bound=lower, upper_bound=upper).perturb(
-                x, radius=epsilon, step_size=2.5 * epsilon / steps, step_num=steps, target=y)
-        attacked.append(adv.detach().numpy())
+    with warnings.catch_warnings():
+        # captum's PGD steps take fresh tensors and say each time that it switched their gradients on
+        warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+        for x, y in source.batches(batch_size):
+            if method == "fgsm":
+                adv = FGSM(forward, lower_bound=lower, upper_bound=upper).perturb(x, epsilon=epsilon, target=y)
+            else:
+                adv = PGD(forward, lower_bound=lower, upper_bound=upper).perturb(
+                    x, radius=epsilon, step_size=2.5 * epsilon / steps, step_num=steps, target=y)
+            attacked.append(adv.detach().numpy())
     return ArraySource(np.concatenate(attacked), source.y, source.class_names, name=f"{source.name}/{method}-{epsilon:g}")
