@@ -19,10 +19,15 @@ from faultlines.progress import track
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def logits(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A classifier's logits, whether it returns them alone or as (logits, embeddings)."""
+    out = module(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
 def cross_entropy(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of a classifier's logits: the default `loss_fn`."""
-    out = module(x)
-    return F.cross_entropy(out[0] if isinstance(out, tuple) else out, y)
+    return F.cross_entropy(logits(module, x), y)
 
 
 @dataclass

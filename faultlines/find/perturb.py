@@ -235,7 +235,7 @@ class PerturbationProbe:
             if len(other) and len(same):
                 trios.append((r, rng.choice(other), rng.choice(same)))
         test = {"windows": [(int(r), int(c)) for r, c in windows], "mask": mask, "own": own, "flip_rate": 0.0,
-                "follow_rate": 0.0, "pairs": len(trios), "recipients": np.array([], int), "after": np.array([], int),
+                "follow_rate": 0.0, "recipients": np.array([], int), "after": np.array([], int),
                 "pasted": x[:0], "examples": []}
         if not trios:
             return test

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import DataError
-from faultlines.model import Classifier
-from faultlines.probe import probe
+from faultlines.probe import accuracy
 from faultlines.train import cross_entropy, fit
 
 
@@ -57,20 +56,15 @@ def region_samples(table: dict[str, np.ndarray], labels: dict[int, int | None]) 
     )
 
 
-def _source_accuracy(module: nn.Module, data: Source) -> float:
-    module.eval()
-    return probe(Classifier(module), data, quiet=True).accuracy
-
-
 def _accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    return _source_accuracy(module, ArraySource(x, y)) if len(y) else float("nan")
+    return accuracy(module, ArraySource(x, y)) if len(y) else float("nan")
 
 
 def evaluate(module: nn.Module, test: Source, samples: RegionSamples) -> dict:
     """Test accuracy, and accuracy on held-out region samples overall and per region."""
     x, y, r = samples.x["heldout"], samples.y["heldout"], samples.region["heldout"]
     return {
-        "test_accuracy": _source_accuracy(module, test),
+        "test_accuracy": accuracy(module, test),
         "heldout_region_accuracy": _accuracy(module, x, y),
         "per_region": {int(k): _accuracy(module, x[r == k], y[r == k]) for k in np.unique(r)},
     }
@@ -94,7 +88,7 @@ def finetune(
     if len(samples.y["train"]) == 0:
         raise DataError("no labelled region samples to train on")
     region_x, region_y = torch.from_numpy(samples.x["train"]), torch.from_numpy(samples.y["train"])
-    base_val = _source_accuracy(module, val)
+    base_val = accuracy(module, val)
     best, sweep = None, []
     for lam in lambdas:
         candidate = copy.deepcopy(module)
@@ -106,7 +100,7 @@ def finetune(
 
         fit(candidate, train, None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss_fn=cross_entropy,
             extra_loss=region_term, quiet=quiet, description=f"fine-tuning, lambda={lam:g}")
-        row = {"lambda": lam, "val_accuracy": _source_accuracy(candidate, val),
+        row = {"lambda": lam, "val_accuracy": accuracy(candidate, val),
                "val_region_accuracy": _accuracy(candidate, samples.x["val"], samples.y["val"])}
         sweep.append(row)
         allowed = row["val_accuracy"] >= base_val - max_val_drop

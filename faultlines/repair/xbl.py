@@ -27,21 +27,15 @@ import torch.nn.functional as F
 
 from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import DataError, SettingsError
-from faultlines.model import Classifier
-from faultlines.probe import probe
-from faultlines.train import fit, reset_weights
+from faultlines.probe import accuracy
+from faultlines.train import fit, logits, reset_weights
 from faultlines.types import check_mask
-
-
-def _logits(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = module(x)
-    return out[0] if isinstance(out, tuple) else out
 
 
 def input_gradients(module: nn.Module, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
     """d sum_k log p_k / dx for every input of the batch, shape of `x`."""
     x = x.detach().requires_grad_(True)
-    log_probs = F.log_softmax(_logits(module, x), dim=1)
+    log_probs = F.log_softmax(logits(module, x), dim=1)
     return torch.autograd.grad(log_probs.sum(), x, create_graph=create_graph)[0]
 
 
@@ -113,14 +107,9 @@ class XBLResult:
     table: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _accuracy(module: nn.Module, data: Source) -> float:
-    module.eval()
-    return probe(Classifier(module), data, quiet=True).accuracy
-
-
 def judge(module: nn.Module, test: Source, swapped: Source, mask: np.ndarray) -> dict[str, float]:
     """Test accuracy, accuracy with the region swapped, and the gradient share inside the mask."""
-    return {"test_accuracy": _accuracy(module, test), "swapped_accuracy": _accuracy(module, swapped),
+    return {"test_accuracy": accuracy(module, test), "swapped_accuracy": accuracy(module, swapped),
             "gradient_share_in_mask": gradient_share(module, test, mask)}
 
 
@@ -166,7 +155,7 @@ def xbl(
         candidate = copy.deepcopy(start)
         fit(candidate, train, val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, quiet=quiet,
             extra_loss=lambda mod, x, y, lam=lam: lam * rrr_penalty(mod, x, m), description=f"XBL, lambda={lam:g}")
-        row = {"lambda": lam, "val_accuracy": _accuracy(candidate, val), "val_swapped_accuracy": _accuracy(candidate, val_swapped)}
+        row = {"lambda": lam, "val_accuracy": accuracy(candidate, val), "val_swapped_accuracy": accuracy(candidate, val_swapped)}
         sweep.append(row)
         if best is None or row["val_swapped_accuracy"] > best[0]:
             best = (row["val_swapped_accuracy"], lam, candidate)
