@@ -7,8 +7,8 @@ the problem's images (train, val and test inputs, no labels: Defuse's generative
 unsupervised and should know what deployment inputs look like), Defuse on the test split, the
 programmatic labeller (`faultlines label --auto`, agreement 0.8) and `finetune` with its
 default lambda sweep. Prints whether a region isolates the planted failure (>= 80% of its hits
-from the planted class, predicted as the class the model mistakes the styled digits for), and
-the before/after table, as markdown.
+from the planted class and predicted as the class the model most often mistakes the styled
+test digits for), and the before/after table, as markdown.
 
 The oracle columns check the labels: a second SmallCNN, trained on all the problem's images
 (train, val and test, with their true labels: a stand-in for a person who knows digits),
@@ -59,13 +59,17 @@ def main() -> None:
         images = ArraySource(np.concatenate([s.train.x, s.val.x, s.test.x]), np.concatenate([s.train.y, s.val.y, s.test.y]))
         vae = VAE().fit(images, seed=seed)
         result = fl.scan(clf, s.test, [Defuse(vae, seed=seed, region_samples=args.region_samples)], quiet=True, seed=seed)
-        planted = [m for m in result.modes if m.evidence["label_id"] == cls and m.evidence["pred_id"] == confused]
-        best = max(planted, key=lambda m: m.metrics["pair_share"], default=None)
+        hits = result.tables["defuse_hits"]
+        share = {}
+        for m in result.modes:
+            rows = (hits["component"] == m.evidence["component"]) & (hits["pred"] == m.evidence["hit_pred"])
+            share[m.id] = float(((hits["seed_label"][rows] == cls) & (hits["pred"][rows] == confused)).mean())
+        best = max(result.modes, key=lambda m: share[m.id], default=None)
         chosen = labels.from_seeds(result, agreement=0.8)
         index = {ev["region"]: chosen[r] for r, ev in labels.regions(result).items()}
         n_labelled = sum(v is not None for v in index.values())
         row = f"| {seed} | {cls} -> {confused} | {len(result.modes)} | {n_labelled} | "
-        row += f"{best.id} ({best.metrics['hits']:.0f}, {best.metrics['pair_share']:.2f})" if best else "none"
+        row += f"{best.id} ({best.metrics['hits']:.0f}, {share[best.id]:.2f})" if best else "none"
         oracle = fl.Classifier(train_small_cnn(images, s.val, seed=seed + 100))
         table = result.tables.get("generated")
         majority = {}

@@ -259,8 +259,8 @@ def label(
     run_dir: Annotated[Path, typer.Argument(help="A run folder with Defuse regions.")],
     labels: Annotated[Path | None, typer.Option(help="CSV with columns region,label (a class name or 'skip').")] = None,
     interactive: Annotated[bool, typer.Option("--interactive", help="Ask for each region's class at the terminal.")] = False,
-    auto: Annotated[bool, typer.Option("--auto", help="Label each region with the majority label of the seeds nearest it.")] = False,
-    agreement: Annotated[float, typer.Option(help="With --auto: share of the nearest seeds that must agree, else skip.")] = 0.8,
+    auto: Annotated[bool, typer.Option("--auto", help="Label each region with the majority seed label of the hits around it (its mixture component).")] = False,
+    agreement: Annotated[float, typer.Option(help="With --auto: share of those hits whose seeds must agree, else skip.")] = 0.8,
     quiet: Quiet = False,
     seed: Seed = 0,
 ) -> None:

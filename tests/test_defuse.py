@@ -72,7 +72,15 @@ def test_regions_are_coherent_misclassification_regions(defused, clf):
         assert np.all(table["region"][m.members] == j)
         wrong = table["pred"][m.members] != m.evidence["label_id"]
         assert wrong.mean() == pytest.approx(m.metrics["error_rate"]) and wrong.mean() >= d.min_error
-        assert m.metrics["seed_purity"] == 1.0 and m.metrics["hits"] >= d.min_hits
+        # a region is the hits of one mixture component with one prediction, labelled with their majority seed class
+        hits = d.tables_["defuse_hits"]
+        rows = (hits["component"] == m.evidence["component"]) & (hits["pred"] == m.evidence["hit_pred"])
+        assert rows.sum() == m.metrics["hits"] >= d.min_hits
+        seed_counts = np.bincount(hits["seed_label"][rows], minlength=10)
+        assert seed_counts.argmax() == m.evidence["label_id"]
+        assert m.metrics["seed_purity"] == pytest.approx(seed_counts.max() / rows.sum())
+        around = hits["seed_label"][hits["component"] == m.evidence["component"]]
+        assert m.metrics["component_purity"] == pytest.approx((around == m.evidence["label_id"]).mean())
         shares = np.bincount(table["split"][m.members], minlength=3) / len(m.members)
         assert np.allclose(shares, [0.5, 0.2, 0.3], atol=0.01)
 

@@ -73,19 +73,17 @@ def test_interactive_labels_ask_for_each_region(defuse_run):
     assert (defuse_run / "regions" / "defuse-0.png").stat().st_size > 100
 
 
-def test_auto_labels_follow_the_nearest_seeds(defuse_run):
+def test_auto_labels_follow_the_seeds_around_each_region(defuse_run):
     result = fl.load_run(defuse_run)
     strict, loose = labels.from_seeds(result, agreement=1.0), labels.from_seeds(result, agreement=0.0)
     assert all(v is not None for v in loose.values())
-    assert sum(v is not None for v in strict.values()) <= sum(v is not None for v in loose.values())
-    seeds = result.tables["defuse_seeds"]
+    hits = result.tables["defuse_hits"]
     for region, evidence in labels.regions(result).items():
-        hits = result.tables["defuse_hits"]
-        centre = hits["z"][hits["component"] == evidence["component"]].mean(0)
-        nearest = np.argsort(((seeds["z"] - centre) ** 2).sum(1), kind="stable")[:10]
-        counts = np.bincount(seeds["label"][nearest], minlength=10)
+        counts = np.bincount(hits["seed_label"][hits["component"] == evidence["component"]], minlength=10)
         assert counts[loose[region]] == counts.max()
-        assert (strict[region] is not None) == (counts.max() == 10)
+        assert (strict[region] is not None) == (counts.max() == counts.sum())
+        half = labels.from_seeds(result, agreement=0.5)[region]
+        assert (half is not None) == (counts.max() / counts.sum() >= 0.5)
 
 
 def test_an_interrupted_fix_leaves_the_run_intact(defuse_run, monkeypatch):
@@ -103,7 +101,8 @@ def test_an_interrupted_fix_leaves_the_run_intact(defuse_run, monkeypatch):
 
 
 def test_fix_corrects_region_samples_it_never_trained_on(defuse_run):
-    assert run("label", defuse_run, "--auto").exit_code == 0
+    # plain digits have no planted failure: at the default agreement (0.8) few or no regions are labelled
+    assert run("label", defuse_run, "--auto", "--agreement", "0.5").exit_code == 0
     result = run("fix", defuse_run, "--lambdas", "0.3,1", "--epochs", "6", "-q")
     assert result.exit_code == 0, result.output
     table = json.loads((defuse_run / "fix.json").read_text())

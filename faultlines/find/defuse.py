@@ -8,14 +8,17 @@ at distances growing linearly up to `max_radius` (the reference code's Beta(50, 
 mean 0.5 and shifts every code), decoded and classified in batches; of those whose prediction differs
 from the seed's label, the k closest to the seed are kept as hits.
 
-Distillation. Dirichlet-process Gaussian mixtures (scikit-learn's BayesianGaussianMixture)
-are fitted to the hit codes, one per seed class, and every component with enough hits is a
-candidate region. (The reference fits one mixture over all hits; its components straddle
-class boundaries and mix seeds of several classes, so "one label per region" is ill-posed.
-Fitted per class, a region's natural label is its seeds' class.) Each is
-sampled from N(mu_k, s * Sigma_k) and kept when its samples are mostly misclassified, with a
-consistent predicted label. Every sample carries its region and a split: "train" and "val"
-samples are for correcting the model, "heldout" samples only measure the correction.
+Distillation. One Dirichlet-process Gaussian mixture (scikit-learn's BayesianGaussianMixture)
+is fitted to all the hit codes, as in the paper. Each component's hits are then split by the
+class the model predicts for them, and every part with enough hits is a candidate region: a
+place in latent space where the model makes one mistake. (A component at the border of two
+classes holds hits of both: seeds of each class cross into the other. Split by prediction,
+each part is one-sided, and the component, whose seeds are mixed, tells the labeller so; see
+`faultlines.repair.labels.from_seeds`.) A region's label is its hits' majority seed class.
+Each region is sampled from N(mu, s * Sigma), its hits' mean and covariance, and kept when
+its samples are mostly misclassified, with a consistent predicted label. Every sample carries
+its region and a split: "train" and "val" samples are for correcting the model, "heldout"
+samples only measure the correction.
 """
 
 from __future__ import annotations
@@ -46,11 +49,11 @@ class Defuse:
         k: hits kept per seed (the closest misclassified codes).
         max_radius: distance of the farthest perturbation from the seed's code (the prior has unit variance).
         max_seeds: seeds used at most (a random subset of the eligible ones).
-        max_regions: components of each class's Dirichlet-process mixture, at most.
-        min_hits: least number of hits for a component to be a candidate region.
-        min_share: least share of all hits for a component to be a candidate region (its
-            mixture weight among all hits); the larger of the two bounds applies.
-        sample_scale: s in N(mu_k, s * Sigma_k).
+        max_regions: components of the Dirichlet-process mixture, at most.
+        min_hits: least number of hits of a component, and of a region (a component's hits
+            with one prediction).
+        min_share: the same bound as a share of all hits; the larger of the two applies.
+        sample_scale: s in N(mu, s * Sigma).
         region_samples: samples drawn per region (split 50% train, 20% val, 30% heldout).
         min_error: least share of a region's samples that must be misclassified.
         min_consistency: least share of its misclassified samples with the commonest prediction.
@@ -157,40 +160,47 @@ class Defuse:
             self.tables_["generated"] = generated
         return modes
 
-    def _candidates(self, hits: dict[str, np.ndarray]) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
-        """Mixture components per seed class with enough hits: (label, id, mean, covariance, hit mask).
+    def _candidates(self, hits: dict[str, np.ndarray]) -> list[dict]:
+        """Candidate regions: the parts of each mixture component's hits with one prediction.
 
-        Sets hits["component"] to each hit's candidate id (-1: in no candidate).
+        Sets hits["component"] to each hit's mixture component (-1: in no component big enough).
         """
-        hits["component"] = np.full(len(hits["z"]), -1)
+        n = len(hits["z"])
+        least = max(self.min_hits, self.min_share * n)
+        hits["component"] = np.full(n, -1)
+        if n < least:
+            return []
+        mixture = BayesianGaussianMixture(
+            n_components=max(1, min(self.max_regions, int(n // least))),
+            weight_concentration_prior_type="dirichlet_process",
+            covariance_type="full",
+            reg_covar=1e-3,
+            max_iter=500,
+            random_state=self.seed,
+        ).fit(hits["z"])
+        assigned = mixture.predict(hits["z"])
         candidates = []
-        least = max(self.min_hits, self.min_share * len(hits["z"]))
-        for label in np.unique(hits["seed_label"]):
-            rows = np.flatnonzero(hits["seed_label"] == label)
-            if len(rows) < least:
+        for c in range(mixture.n_components):
+            in_c = assigned == c
+            if in_c.sum() < least:
                 continue
-            mixture = BayesianGaussianMixture(
-                n_components=max(1, min(self.max_regions, int(len(rows) // least))),
-                weight_concentration_prior_type="dirichlet_process",
-                covariance_type="full",
-                reg_covar=1e-3,
-                max_iter=500,
-                random_state=self.seed,
-            ).fit(hits["z"][rows])
-            assigned = mixture.predict(hits["z"][rows])
-            for c in range(mixture.n_components):
-                in_c = np.zeros(len(hits["z"]), bool)
-                in_c[rows[assigned == c]] = True
-                if in_c.sum() >= least:
-                    hits["component"][in_c] = len(candidates)
-                    candidates.append((int(label), len(candidates), mixture.means_[c], mixture.covariances_[c], in_c))
+            hits["component"][in_c] = c
+            for pred in np.unique(hits["pred"][in_c]):
+                rows = in_c & (hits["pred"] == pred)
+                if rows.sum() < least:
+                    continue
+                label = Counter(hits["seed_label"][rows].tolist()).most_common(1)[0][0]
+                z = hits["z"][rows].astype(np.float64)
+                cov = np.cov(z, rowvar=False) + 1e-3 * np.eye(z.shape[1])
+                candidates.append({"label": int(label), "component": c, "mean": z.mean(0), "cov": cov, "rows": rows})
         return candidates
 
     def _distil(self, clf, hits, candidates, rng) -> tuple[list[FailureMode], dict[str, np.ndarray]]:
         """Sample every candidate; keep the regions mostly misclassified with one consistent prediction."""
         modes, images, region_of, preds, splits = [], [], [], [], []
-        for label, cid, mean, cov, in_c in sorted(candidates, key=lambda cand: -cand[4].sum()):
-            z = rng.multivariate_normal(mean, self.sample_scale * cov, self.region_samples)
+        for cand in sorted(candidates, key=lambda cand: -cand["rows"].sum()):
+            label, in_c = cand["label"], cand["rows"]
+            z = rng.multivariate_normal(cand["mean"], self.sample_scale * cand["cov"], self.region_samples)
             with torch.no_grad():
                 decoded = self.vae.decode(torch.from_numpy(z.astype(np.float32)))
             pred = self._classify(clf, decoded)
@@ -205,7 +215,7 @@ class Defuse:
             split = np.repeat([0, 1, 2], [n_train, n_val, len(z) - n_train - n_val])
             rng.shuffle(split)
             members = sum(len(p) for p in preds) + np.arange(len(z))
-            modes.append(self._mode(len(modes), members, in_c, hits, label, top_pred, error, consistency, cid, pred, clf))
+            modes.append(self._mode(len(modes), members, cand, hits, top_pred, error, consistency, pred, clf))
             images.append(decoded.numpy())
             region_of.append(np.full(len(z), len(modes) - 1))
             preds.append(pred)
@@ -216,13 +226,14 @@ class Defuse:
                      "pred": np.concatenate(preds), "split": np.concatenate(splits)}
         return modes, generated
 
-    def _mode(self, j, members, in_c, hits, label, top_pred, error, consistency, component, pred, clf) -> FailureMode:
+    def _mode(self, j, members, cand, hits, top_pred, error, consistency, pred, clf) -> FailureMode:
+        label, in_c, component = cand["label"], cand["rows"], cand["component"]
         names = clf.class_names or tuple(str(i) for i in range(max(int(hits["pred"].max()), int(label)) + 1))
-        seed_labels = Counter(hits["seed_label"][in_c].tolist())
-        purity = seed_labels[label] / in_c.sum()
+        purity = float((hits["seed_label"][in_c] == label).mean())
+        around = hits["seed_label"][hits["component"] == component]
         pair_share = float(((hits["seed_label"][in_c] == label) & (hits["pred"][in_c] == top_pred)).mean())
-        summary = (f"{int(in_c.sum())} hits from {names[label]} seeds: {error:.0%} of {len(members)} region samples are "
-                   f"misclassified, {consistency:.0%} of those as {names[top_pred]}")
+        summary = (f"{names[label]} read as {names[top_pred]}: {error:.0%} of {len(members)} region samples are misclassified, "
+                   f"{consistency:.0%} of those as {names[top_pred]}; {int(in_c.sum())} hits, {purity:.0%} from seeds of {names[label]}")
         typical = [int(members[i]) for i in np.argsort(pred != label, kind="stable")[::-1][: self.n_typical]]
         return FailureMode(
             id=f"defuse-{j}",
@@ -231,8 +242,9 @@ class Defuse:
             members=members,
             source="generated",
             metrics={"hits": float(in_c.sum()), "size": float(len(members)), "error_rate": float(error),
-                     "consistency": float(consistency), "seed_purity": float(purity), "pair_share": pair_share},
+                     "consistency": float(consistency), "seed_purity": purity, "pair_share": pair_share,
+                     "component_purity": float((around == label).mean())},
             evidence={"region": j, "typical": typical, "label": names[label], "label_id": int(label), "pred": names[top_pred],
-                      "pred_id": int(top_pred), "component": int(component),
+                      "pred_id": int(top_pred), "component": int(component), "hit_pred": int(hits["pred"][in_c][0]),
                       "hit_seeds": sorted({int(s) for s in hits["seed"][in_c]})},
         )

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
 from faultlines.errors import DataError, RunDirError
 from faultlines.atomic import write_file
@@ -63,24 +62,26 @@ def read_csv(path: str | Path, result: ScanResult) -> dict[str, int | None]:
     return labels
 
 
-def from_seeds(result: ScanResult, agreement: float = 0.8, k: int = 10) -> dict[str, int | None]:
-    """The programmatic labeller: the majority label of the k seeds nearest a region's centre.
+def from_seeds(result: ScanResult, agreement: float = 0.8) -> dict[str, int | None]:
+    """The programmatic labeller: the majority seed label of the hits around a region.
 
-    Seeds are the real, correctly classified samples Defuse started from; the region's centre
-    is the mean latent code of its hits. A region gets the majority label when at least
-    `agreement` of those k seeds share it, else None (skip). (Every region's own hits come from
-    seeds of one class, so their majority would always agree; the nearest seeds of *any* class
-    tell whether the region lies among that class's real inputs or on a boundary.)
+    Around a region means in its mixture component: every hit there, whatever the model
+    predicted for it (a region is the part of a component with one prediction). A region gets
+    the majority label when at least `agreement` of those hits came from seeds of that class,
+    else None (skip). Where two classes meet, seeds of each cross into the other, so the
+    component's seeds are mixed and its regions are skipped: their samples are as likely to be
+    the predicted class as the seeds' (the VAE drifting, not the model erring). A region inside
+    one class's real inputs, which the model nevertheless misreads, draws hits from that class's
+    seeds only.
     """
-    seeds, hits = result.tables.get("defuse_seeds"), result.tables.get("defuse_hits")
-    if not seeds or not hits:
-        raise RunDirError("the run has no Defuse seeds or hits to label from; scan with the defuse finder")
+    hits = result.tables.get("defuse_hits")
+    if not hits or "component" not in hits:
+        raise RunDirError("the run has no Defuse hits to label from; scan with the defuse finder")
     labels = {}
     for region, evidence in regions(result).items():
-        centre = hits["z"][hits["component"] == evidence["component"]].mean(0)
-        nearest = np.argsort(((seeds["z"] - centre) ** 2).sum(1), kind="stable")[:k]
-        label, count = Counter(seeds["label"][nearest].tolist()).most_common(1)[0]
-        labels[region] = int(label) if count / len(nearest) >= agreement else None
+        around = hits["seed_label"][hits["component"] == evidence["component"]]
+        label, count = Counter(around.tolist()).most_common(1)[0]
+        labels[region] = int(label) if count / len(around) >= agreement else None
     return labels
 
 
