@@ -296,6 +296,9 @@ def label(
     path = region_labels.save(run_dir, chosen, result, how)
     named = sum(v is not None for v in chosen.values())
     typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
+    if not named:
+        typer.echo("nothing for `faultlines fix` to correct: label regions from the report's grids "
+                   "(--labels CSV or --interactive)" + (", or lower --agreement" if auto else ""))
 
 
 def _fix_data(result: ScanResult, train: str | None, val: str | None):

@@ -86,6 +86,15 @@ def test_auto_labels_follow_the_seeds_around_each_region(defuse_run):
         assert (half is not None) == (counts.max() / counts.sum() >= 0.5)
 
 
+
+def test_labelling_nothing_says_what_to_do_next(defuse_run, tmp_path):
+    (tmp_path / "labels.csv").write_text("region,label\ndefuse-0,skip\n")
+    result = run("label", defuse_run, "--labels", tmp_path / "labels.csv")
+    assert result.exit_code == 0 and "labelled 0 of" in result.output and "--interactive" in result.output
+    refused = run("label", defuse_run, "--auto", "--agreement", "1.5")
+    assert refused.exit_code == 2 and "agreement must be between 0 and 1" in refused.stderr
+
+
 def test_an_interrupted_fix_leaves_the_run_intact(defuse_run, monkeypatch):
     assert run("label", defuse_run, "--auto", "--agreement", "0.5").exit_code == 0
     before = snapshot(defuse_run)

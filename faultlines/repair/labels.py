@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from faultlines.errors import DataError, RunDirError
+from faultlines.errors import DataError, RunDirError, SettingsError
 from faultlines.atomic import write_file
 from faultlines.types import ScanResult
 
@@ -74,6 +74,8 @@ def from_seeds(result: ScanResult, agreement: float = 0.8) -> dict[str, int | No
     one class's real inputs, which the model nevertheless misreads, draws hits from that class's
     seeds only.
     """
+    if not 0.0 <= agreement <= 1.0:
+        raise SettingsError(f"agreement must be between 0 and 1, not {agreement}")
     hits = result.tables.get("defuse_hits")
     if not hits or "component" not in hits:
         raise RunDirError("the run has no Defuse hits to label from; scan with the defuse finder")
