@@ -86,7 +86,6 @@ def test_auto_labels_follow_the_seeds_around_each_region(defuse_run):
         assert (half is not None) == (counts.max() / counts.sum() >= 0.5)
 
 
-
 def test_labelling_nothing_says_what_to_do_next(defuse_run, tmp_path):
     (tmp_path / "labels.csv").write_text("region,label\ndefuse-0,skip\n")
     result = run("label", defuse_run, "--labels", tmp_path / "labels.csv")

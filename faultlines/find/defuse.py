@@ -192,7 +192,8 @@ class Defuse:
                 label = Counter(hits["seed_label"][rows].tolist()).most_common(1)[0][0]
                 z = hits["z"][rows].astype(np.float64)
                 cov = np.cov(z, rowvar=False) + 1e-3 * np.eye(z.shape[1])
-                candidates.append({"label": int(label), "component": c, "mean": z.mean(0), "cov": cov, "rows": rows})
+                candidates.append({"label": int(label), "pred": int(pred), "component": c, "mean": z.mean(0), "cov": cov,
+                                   "rows": rows})
         return candidates
 
     def _distil(self, clf, hits, candidates, rng) -> tuple[list[FailureMode], dict[str, np.ndarray]]:
@@ -245,6 +246,6 @@ class Defuse:
                      "consistency": float(consistency), "seed_purity": purity, "pair_share": pair_share,
                      "component_purity": float((around == label).mean())},
             evidence={"region": j, "typical": typical, "label": names[label], "label_id": int(label), "pred": names[top_pred],
-                      "pred_id": int(top_pred), "component": int(component), "hit_pred": int(hits["pred"][in_c][0]),
+                      "pred_id": int(top_pred), "component": int(component), "hit_pred": cand["pred"],
                       "hit_seeds": sorted({int(s) for s in hits["seed"][in_c]})},
         )

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-
 from faultlines.errors import DataError, RunDirError, SettingsError
 from faultlines.atomic import write_file
 from faultlines.types import ScanResult
