@@ -29,7 +29,6 @@ import torch
 import faultlines as fl
 from faultlines.bench.planted import make_problem
 from faultlines.data.sources import ArraySource
-from faultlines.find.defuse import Defuse
 from faultlines.generative import VAE
 from faultlines.repair import labels
 from faultlines.repair.finetune import finetune, region_samples
@@ -58,7 +57,7 @@ def main() -> None:
         s = problem.splits
         images = ArraySource(np.concatenate([s.train.x, s.val.x, s.test.x]), np.concatenate([s.train.y, s.val.y, s.test.y]))
         vae = VAE().fit(images, seed=seed)
-        result = fl.scan(clf, s.test, [Defuse(vae, seed=seed, region_samples=args.region_samples)], quiet=True, seed=seed)
+        result = fl.scan(clf, s.test, [fl.Defuse(vae, seed=seed, region_samples=args.region_samples)], quiet=True, seed=seed)
         hits = result.tables["defuse_hits"]
         share = {}
         for m in result.modes:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 
 import faultlines as fl
-from faultlines.bench.density import analyse, fit_detectors
-from faultlines.bench.metrics import detection_metrics
 from faultlines.bench.planted import make_problem
+from faultlines.detect.analysis import analyse, fit_detectors
+from faultlines.detect.metrics import detection_metrics
 
 
 def main() -> None:
@@ -35,12 +35,15 @@ def main() -> None:
 
     splits = fl.data.digits(seed=args.seed)
     clf = fl.Classifier(fl.train.train_small_cnn(splits.train, splits.val, seed=args.seed))
-    result = analyse(clf, splits.train, splits.val, splits.test, seed=args.seed)
+    probed = {name: fl.probe(clf, getattr(splits, name), quiet=True, source=name) for name in ("train", "val", "test")}
+    result = analyse(fl.FeatureDensity(seed=args.seed), probed["test"], probed["train"], probed["val"], clf=clf, data=splits.test,
+                     seed=args.seed)
     rows = result["metrics"]
 
     problem = make_problem("heldout", seed=args.seed)
     clf_b = fl.Classifier(problem.model(args.cache))
-    fitted_b, _ = fit_detectors(fl.probe(clf_b, problem.splits.train, quiet=True), fl.probe(clf_b, problem.splits.val, quiet=True), args.seed)
+    fitted_b, _ = fit_detectors(fl.FeatureDensity(seed=args.seed), fl.probe(clf_b, problem.splits.train, quiet=True),
+                                fl.probe(clf_b, problem.splits.val, quiet=True))
     test_b = fl.probe(clf_b, problem.splits.test, quiet=True)
     held = problem.in_slice["test"]
     rows[f"held-out digit {problem.facts['class']} vs other digits"] = {
@@ -63,7 +66,7 @@ def main() -> None:
         for seed in range(args.seed, args.seed + args.seeds):
             s = fl.data.digits(seed=seed)
             clf_s = fl.Classifier(fl.train.train_small_cnn(s.train, s.val, seed=seed))
-            fitted, _ = fit_detectors(fl.probe(clf_s, s.train, quiet=True), fl.probe(clf_s, s.val, quiet=True), seed)
+            fitted, _ = fit_detectors(fl.FeatureDensity(seed=seed), fl.probe(clf_s, s.train, quiet=True), fl.probe(clf_s, s.val, quiet=True))
             test = fl.probe(clf_s, s.test, quiet=True)
             scores = {n: detection_metrics(d.score(test), ~test.correct)["auroc"] for n, d in fitted.items()}
             print(f"| {seed} | {(~test.correct).sum()} | " + " | ".join(f"{scores[n]:.3f}" for n in names) + " |")

@@ -42,6 +42,11 @@ def flagged_mask(modes, shape) -> np.ndarray:
     return mask
 
 
+def probe_regions(clf, data, **settings):
+    """PerturbationProbe's flagged regions on `data`, the data probed first (as `scan` does)."""
+    return PerturbationProbe(**settings).find(fl.probe(clf, data, quiet=True), clf=clf, data=data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -59,7 +64,7 @@ def main() -> None:
         clean_module = fl.train.train_small_cnn(clean_splits.train, clean_splits.val, seed=seed)
         clean_clf = fl.Classifier(clean_module)
 
-        modes = PerturbationProbe(seed=seed).find(decoy_clf, s.test)
+        modes = probe_regions(decoy_clf, s.test, seed=seed)
         found = flagged_mask(modes, truth.shape)
         corners = []  # IoU of the flagged pixels in each quarter of the image with that corner's patch
         h, w = truth.shape
@@ -69,11 +74,11 @@ def main() -> None:
                 corner[r : r + patch, c : c + patch] = True
                 quarter[rows, cols] = True
                 corners.append(iou(found & quarter, corner))
-        clean_on_clean = PerturbationProbe(seed=seed).find(clean_clf, clean_splits.test)
-        clean_on_decoy = PerturbationProbe(seed=seed).find(clean_clf, s.test)
+        clean_on_clean = probe_regions(clean_clf, clean_splits.test, seed=seed)
+        clean_on_decoy = probe_regions(clean_clf, s.test, seed=seed)
         both = ArraySource(np.concatenate([s.train.x, s.test.x]), np.concatenate([s.train.y, s.test.y]))
         start = time.perf_counter()
-        PerturbationProbe(seed=seed, max_samples=1000).find(decoy_clf, both)
+        probe_regions(decoy_clf, both, seed=seed, max_samples=1000)
         seconds = time.perf_counter() - start
         probe_rows.append((seed, len(modes), modes[0].metrics["flip_rate"] if modes else float("nan"), iou(found, truth),
                            min(corners), len(clean_on_clean), len(clean_on_decoy), seconds))

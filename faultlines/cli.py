@@ -7,7 +7,6 @@ and progress go to stderr, and what a command produces (the summary, the report 
 from __future__ import annotations
 
 import functools
-import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,64 +30,29 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Seed = Annotated[int, typer.Option(help="Seed for every random choice; the same seed gives the same modes.")]
 Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count.")]
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
-Finders = Annotated[str, typer.Option(help="Comma-separated finders to run: spotlight, error-mixture, defuse, perturb.")]
-FINDER_NAMES = ("spotlight", "error-mixture", "defuse", "perturb")
+Finders = Annotated[str, typer.Option(help="Comma-separated finders: spotlight, error-mixture, defuse, density, perturb; or all (every finder the inputs allow).")]
+Density = Annotated[bool, typer.Option("--density", help="Add the density finder (the same as naming it in --finders).")]
 
 
-def _finder_names(names: str) -> list[str]:
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in FINDER_NAMES]
-    if unknown or not chosen:
-        raise SettingsError(f"unknown finders {unknown}; choose from {', '.join(FINDER_NAMES)}")
-    return chosen
+def _finder_spec(finders: str, density: bool) -> str:
+    """--finders, with density added by --density."""
+    from faultlines.registry import finder_names
+
+    names = finder_names(finders)
+    if density and "density" not in names:
+        names.append("density")
+    return "all" if finders.strip() == "all" else ",".join(names)
 
 
-def _finders(names: list[str], size: float, spotlights: int, seed: int, quiet: bool, vae=None, object_mask=None) -> list:
-    from faultlines.find import ErrorMixture, PerturbationProbe, Spotlight
-    from faultlines.find.defuse import Defuse
+def _finders(spec: str, seed: int, quiet: bool, size: float, spotlights: int, vae_epochs: int = 80) -> list:
+    """The finders named by `spec`, each given the command's settings it takes (checked now, before any work)."""
+    from faultlines.registry import build
 
-    makers = {
-        "spotlight": lambda: Spotlight(size=size, n_spotlights=spotlights, seed=seed, quiet=quiet),
-        "error-mixture": lambda: ErrorMixture(seed=seed, quiet=quiet),
-        "defuse": lambda: Defuse(vae, seed=seed, quiet=quiet),
-        "perturb": lambda: PerturbationProbe(object_mask=object_mask, seed=seed, quiet=quiet),
-    }
-    return [makers[n]() for n in names]
+    return build(spec, seed=seed, quiet=quiet, size=size, n_spotlights=spotlights, vae_epochs=vae_epochs)
 
 
-def _vae(names: list[str], path: Path | None, data, epochs: int, seed: int, quiet: bool):
-    """The VAE for Defuse: loaded from `path`, or trained on `data`; None if Defuse is not run."""
-    from faultlines.generative import VAE
-    from faultlines.model import load_module
-
-    if "defuse" not in names:
-        return None
-    if path is not None:
-        vae, _ = load_module(path)
-        if not isinstance(vae, VAE):
-            raise ModelError(f"{path} holds a {type(vae).__name__}, not a faultlines VAE")
-        return vae
-    x, _ = next(iter(data.batches(1)))
-    if x.ndim != 4:
-        raise DataError("Defuse needs image inputs (N, C, H, W) for its VAE")
-    _status(f"training a VAE on {len(data)} images ({epochs} epochs)", quiet)
-    return VAE(in_channels=x.shape[1], size=x.shape[-1]).fit(data, epochs=epochs, seed=seed, quiet=quiet)
-
-
-def _density(result, clf, train, val, test, seed: int, quiet: bool) -> None:
-    from faultlines.bench.density import analyse
-
-    _status("feature density: fitting the flow and the detectors, attacking and scoring", quiet)
-    result.analyses["density"] = analyse(clf, train, val, test, seed=seed, quiet=quiet)
-    _status(result.analyses["density"]["test"]["sentence"], quiet)
-
-
-def _checkpoint_bytes(module, class_names) -> bytes:
-    from faultlines.model import save_checkpoint
-
-    buf = io.BytesIO()
-    save_checkpoint(module, buf, class_names)
-    return buf.getvalue()
+def _named(finders: list, name: str):
+    return next((f for f in finders if f.name == name), None)
 
 
 def _fail(message: str) -> NoReturn:
@@ -119,11 +83,20 @@ def _writable_run_dir(out: Path) -> None:
         raise RunDirError(f"the output path {out} is a file; give a folder for the run")
 
 
-def _print_result(result: ScanResult, out: Path) -> None:
+def _save(result: ScanResult, out: Path, finders: list, model: bytes | None) -> None:
+    """Write the run folder (with the model and the VAE Defuse searched) and print what was found."""
+    from faultlines.model import checkpoint_bytes
+    from faultlines.store import save_run
+
+    defuse = _named(finders, "defuse")
+    vae = checkpoint_bytes(defuse.vae_) if defuse is not None and hasattr(defuse, "vae_") else None
+    save_run(result, out, model=model, vae=vae)
     o = result.outputs
     typer.echo(f"accuracy {o.accuracy:.4f} on {o.n} {o.source} samples; {len(result.modes)} failure modes:")
     for mode in result.modes:
         typer.echo(f"  {mode.id}: {mode.summary}")
+    for name, reason in result.config.get("skipped", {}).items():
+        typer.echo(f"  skipped {name}: {reason}")
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -134,36 +107,32 @@ def demo(
     size: Size = 0.02,
     spotlights: Spotlights = 5,
     finders: Finders = "spotlight",
-    density: Annotated[bool, typer.Option("--density", help="Add the feature-density analysis (flow, tests, detectors) to the report.")] = False,
+    density: Density = False,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
     """Train a small CNN on scikit-learn's digits, scan its test split, write the report."""
     from faultlines.data.digits import CLASS_NAMES, digits
     from faultlines.generative import VAE
-    from faultlines.model import Classifier
+    from faultlines.model import Classifier, checkpoint_bytes
     from faultlines.scan import scan
-    from faultlines.store import save_run
     from faultlines.train import train_small_cnn
 
     _writable_run_dir(out)
-    names = _finder_names(finders)
-    _finders(names, size, spotlights, seed, quiet, vae=VAE())  # check the settings before any work
+    spec = _finder_spec(finders, density)
+    found = _finders(spec, seed, quiet, size, spotlights)
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
     model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
     clf = Classifier(model, class_names=CLASS_NAMES)
-    vae = _vae(names, None, splits.train, 80, seed, quiet)
-    _status(f"scanning {len(splits.test)} test digits with {finders}", quiet)
-    result = scan(clf, splits.test, _finders(names, size, spotlights, seed, quiet, vae), quiet=quiet, seed=seed)
-    result.config["data"]["spec"] = "digits"
-    if density:
-        _density(result, clf, splits.train, splits.val, splits.test, seed, quiet)
-    files = {"model.pt": _checkpoint_bytes(model, CLASS_NAMES)}
-    if vae is not None:
-        files["vae.pt"] = _checkpoint_bytes(vae, None)
-    save_run(result, out, files=files)
-    _print_result(result, out)
+    defuse = _named(found, "defuse")
+    if defuse is not None:  # the VAE learns the training digits, as the paper's does
+        _status(f"training a VAE on {len(splits.train)} digits ({defuse.vae_epochs} epochs)", quiet)
+        defuse.set_params(vae=VAE().fit(splits.train, epochs=defuse.vae_epochs, seed=seed, quiet=quiet))
+    _status(f"scanning {len(splits.test)} test digits with {', '.join(f.name for f in found)}", quiet)
+    result = scan(clf, splits, found, strict=spec != "all", quiet=quiet, seed=seed)
+    result.config["data"] |= {"spec": "digits"}
+    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES))
 
 
 @app.command("scan")
@@ -175,62 +144,51 @@ def scan_command(
     layer: Annotated[str | None, typer.Option(help="Layer whose output is the embedding (default: input of the last nn.Linear).")] = None,
     factory: Annotated[str | None, typer.Option(help="package.module:callable that builds the model, for a state-dict file.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
+    finders: Finders = "spotlight",
     size: Size = 0.02,
     spotlights: Spotlights = 5,
-    finders: Finders = "spotlight",
-    vae: Annotated[Path | None, typer.Option(help="A saved faultlines VAE for Defuse (default: train one on --data).")] = None,
-    vae_epochs: Annotated[int, typer.Option(help="Epochs to train Defuse's VAE when none is given.")] = 80,
+    vae: Annotated[Path | None, typer.Option(help="For defuse: a saved faultlines VAE (default: train one on --data).")] = None,
+    vae_epochs: Annotated[int, typer.Option(help="For defuse: epochs to train its VAE when none is given.")] = 80,
     object_mask: Annotated[Path | None, typer.Option(help="For perturb: a .npy (H, W) 0/1 mask of where the object is; regions outside it count as carrying none of it.")] = None,
-    density: Annotated[bool, typer.Option("--density", help="Add the feature-density analysis; needs --train and --val (or --data digits).")] = False,
-    train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for --density.")] = None,
-    val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for --density's early stopping and calibration.")] = None,
+    density: Density = False,
+    train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for density; kept for `faultlines fix`.")] = None,
+    val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for density's early stopping and calibration; kept for `faultlines fix`.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
     """Scan a model on data for failure modes and write a run folder with its report."""
-    from faultlines.data.files import load
+    from faultlines.data.files import load, load_mask
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
-    from faultlines.model import Classifier
+    from faultlines.model import Classifier, load_module
     from faultlines.scan import scan
-    from faultlines.store import save_run
 
     _writable_run_dir(out)
-    names = _finder_names(finders)
-    _finders(names, size, spotlights, seed, quiet, vae=VAE())  # check the settings before any work
+    spec = _finder_spec(finders, density)
+    found = _finders(spec, seed, quiet, size, spotlights, vae_epochs)
     clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer) if model is not None else None
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
-    if density:
-        if data == "digits":
-            from faultlines.data.digits import digits
-
-            digit_splits = digits(seed=seed)
-            fit_on = (digit_splits.train, digit_splits.val)
-        elif train is None or val is None:
-            raise SettingsError("--density needs the model's training and held-out data: --train PATH --val PATH")
-        else:
-            fit_on = (load(train), load(val))
-        if clf is None or isinstance(source, EmbeddingTable):
-            raise SettingsError("--density attacks and probes the model: give --model and input data")
-    mask = None
-    if object_mask is not None:
-        from faultlines.data.files import load_mask
-
-        x, _ = next(iter(source.batches(1)))
-        mask = load_mask(object_mask, tuple(x.shape[-2:]))
-    trained_vae = _vae(names, vae, source, vae_epochs, seed, quiet)
-    result = scan(clf, source, _finders(names, size, spotlights, seed, quiet, trained_vae, mask), batch_size=batch_size, quiet=quiet, seed=seed)
-    result.config["data"]["spec"] = data
-    if density:
-        _density(result, clf, *fit_on, source, seed, quiet)
-    files = {"model.pt": model.read_bytes()} if model is not None else {}
-    if trained_vae is not None:
-        files["vae.pt"] = _checkpoint_bytes(trained_vae, None)
-    save_run(result, out, files=files)
-    _print_result(result, out)
+    train = train or ("digits:train" if data == "digits" else None)
+    val = val or ("digits:val" if data == "digits" else None)
+    defuse, probe_finder = _named(found, "defuse"), _named(found, "perturb")
+    if vae is not None and defuse is not None:
+        module, _ = load_module(vae)
+        if not isinstance(module, VAE):
+            raise ModelError(f"{vae} holds a {type(module).__name__}, not a faultlines VAE")
+        defuse.set_params(vae=module)
+    if object_mask is not None and probe_finder is not None:
+        if isinstance(source, EmbeddingTable):
+            raise SettingsError("--object-mask is for image data; an embedding table has no images")
+        probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
+    result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
+                  strict=spec != "all", batch_size=batch_size, quiet=quiet, seed=seed)
+    result.config["data"] |= {"spec": data, "train": train, "val": val}
+    if result.config["model"] is not None:
+        result.config["model"] |= {"factory": factory, "layer": layer}
+    _save(result, out, found, model.read_bytes() if model is not None else None)
 
 
 @app.command()
@@ -242,13 +200,13 @@ def report(
     seed: Annotated[int | None, typer.Option(help="Seed of the embedding map's subsample (default: the run's seed).")] = None,
 ) -> None:
     """Render the HTML report of a run folder again."""
+    from faultlines import store
     from faultlines.report import report as write_report
-    from faultlines.store import load_run
 
-    result = load_run(run_dir)
+    result = store.load_run(run_dir)
     if seed is not None:
         result.config["seed"] = seed
-    path = write_report(result, out or run_dir / "report.html")
+    path = write_report(result, out) if out is not None else store.save_report(run_dir, result)
     _status(f"rendered {len(result.modes)} failure modes", quiet)
     typer.echo(f"report: {path}")
 
@@ -265,14 +223,13 @@ def label(
     seed: Seed = 0,
 ) -> None:
     """Give each Defuse region the class its samples truly show (or 'skip'); stored as RUN_DIR/labels.json."""
-    from faultlines.atomic import write_file
+    from faultlines import store
+    from faultlines.images import png_bytes, tile
     from faultlines.repair import labels as region_labels
-    from faultlines.report.figures import tile
-    from faultlines.store import load_run
 
     if sum([labels is not None, interactive, auto]) != 1:
         raise SettingsError("give exactly one of --labels CSV, --interactive or --auto")
-    result = load_run(run_dir)
+    result = store.load_run(run_dir)
     found = region_labels.regions(result)
     if not found:
         raise RunDirError(f"{run_dir} has no Defuse regions to label; scan with --finders defuse")
@@ -281,19 +238,11 @@ def label(
     elif auto:
         chosen, how = region_labels.from_seeds(result, agreement), "auto"
     else:
-        from PIL import Image
-
-        grid_dir = run_dir / "regions"
-        grid_dir.mkdir(exist_ok=True)
-        grids = {}
         table = result.tables["generated"]
-        for region, evidence in found.items():
-            buf = io.BytesIO()
-            grid = tile(table["images"][evidence["typical"]], columns=8)
-            Image.fromarray(grid).resize((6 * grid.shape[1], 6 * grid.shape[0]), Image.NEAREST).save(buf, format="PNG")
-            grids[region] = write_file(grid_dir / f"{region}.png", buf.getvalue())
+        grids = store.save_region_grids(run_dir, {region: png_bytes(tile(table["images"][evidence["typical"]], columns=8), scale=6)
+                                                  for region, evidence in found.items()})
         chosen, how = region_labels.prompt(result, grids, ask=lambda q: typer.prompt(q, prompt_suffix=""), say=typer.echo), "prompt"
-    path = region_labels.save(run_dir, chosen, result, how)
+    path = store.save_labels(run_dir, region_labels.to_record(chosen, result, how))
     named = sum(v is not None for v in chosen.values())
     typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
     if not named:
@@ -302,24 +251,21 @@ def label(
 
 
 def _fix_data(result: ScanResult, train: str | None, val: str | None):
-    """Training, validation and test data for a repair: the digits when the run scanned them,
-    else --train and --val, with the run's own data as the test set."""
+    """Training, validation and test data for a repair: --train and --val, else the ones the
+    scan recorded (the digits splits of the run's seed for the demo), with the run's own data
+    as the test set."""
     from faultlines.data.digits import digits
     from faultlines.data.files import load
 
-    spec = result.config.get("data", {}).get("spec")
-    if spec == "digits":
+    recorded = result.config.get("data", {})
+    spec = recorded.get("spec")
+    if spec == "digits" and not recorded.get("train"):  # the demo: the digits split by the run's seed
         splits = digits(seed=result.config.get("seed", 0))
-        train_data, val_data, test_data = splits.train, splits.val, splits.test
-    else:
-        if train is None or val is None or spec is None:
-            raise SettingsError("give the model's training and validation data: --train PATH --val PATH")
-        test_data = load(spec)
-    if train is not None:
-        train_data = load(train)
-    if val is not None:
-        val_data = load(val)
-    return train_data, val_data, test_data
+        return (load(train) if train else splits.train), (load(val) if val else splits.val), splits.test
+    train, val = train or recorded.get("train"), val or recorded.get("val")
+    if train is None or val is None or spec is None:
+        raise SettingsError("give the model's training and validation data: --train PATH --val PATH")
+    return load(train), load(val), load(spec)
 
 
 def _weights(lambdas: str) -> tuple[float, ...]:
@@ -343,44 +289,30 @@ def fix(
     quiet: Quiet = False,
 ) -> None:
     """Correct the run's model: fine-tune on its labelled Defuse regions, or with --xbl unlearn its flagged image regions; write the model and a before/after table."""
-    from faultlines.store import load_run
+    from faultlines import store
+    from faultlines.model import checkpoint_bytes, load_module
 
-    result = load_run(run_dir)
+    result = store.load_run(run_dir)
     if mask is not None and not xbl:
         raise SettingsError("--mask is for --xbl")
-    if not (run_dir / "model.pt").is_file():
-        raise RunDirError(f"{run_dir} keeps no model.pt to correct; scan with --model")
+    if not (run_dir / store.MODEL_FILE).is_file():
+        raise RunDirError(f"{run_dir} keeps no {store.MODEL_FILE} to correct; scan with --model")
     # unset settings are left to the repair's own defaults
     settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
-    if xbl:
-        _fix_xbl(run_dir, result, mask, train, val, settings, seed, quiet)
-    else:
-        _fix_defuse(run_dir, result, train, val, settings, seed, quiet)
+    fixing = _fix_xbl if xbl else _fix_defuse
+    module, _ = load_module(run_dir / store.MODEL_FILE, factory=(result.config.get("model") or {}).get("factory"))
+    name, fixed, table = fixing(run_dir, result, module, mask, train, val, settings, seed, quiet)
+    path = store.save_repair(run_dir, result, name, checkpoint_bytes(fixed, result.outputs.class_names), table)
+    typer.echo(f"model: {path}")
 
 
-def _save_repair(run_dir: Path, result: ScanResult, name: str, model_file: str, module, table: dict) -> None:
-    """The corrected model, its table (json) and the report again, each written atomically."""
-    import json
-
-    from faultlines.atomic import write_file
-    from faultlines.report import render
-    from faultlines.store import FIX_FILE, XBL_FILE
-
-    write_file(run_dir / model_file, _checkpoint_bytes(module, result.outputs.class_names))
-    write_file(run_dir / {"defuse": FIX_FILE, "xbl": XBL_FILE}[name], json.dumps(table, indent=1))
-    result.repairs[name] = json.loads(json.dumps(table))
-    write_file(run_dir / "report.html", render(result))
-    typer.echo(f"model: {run_dir / model_file}")
-
-
-def _fix_defuse(run_dir: Path, result: ScanResult, train, val, settings: dict, seed: int, quiet: bool) -> None:
-    from faultlines.model import load_module
+def _fix_defuse(run_dir: Path, result: ScanResult, module, mask, train, val, settings: dict, seed: int, quiet: bool):
+    from faultlines import store
     from faultlines.repair import labels as region_labels
     from faultlines.repair.finetune import finetune, region_samples
 
-    chosen = region_labels.load(run_dir, result)
+    chosen = region_labels.from_record(store.load_labels(run_dir), result, str(run_dir / store.LABELS_FILE))
     train_data, val_data, test_data = _fix_data(result, train, val)
-    module, _ = load_module(run_dir / "model.pt")
     index = {evidence["region"]: chosen.get(region) for region, evidence in region_labels.regions(result).items()}
     samples = region_samples(result.tables["generated"], index)
     _status(f"fine-tuning on {len(train_data)} training samples and {len(samples.y['train'])} labelled region samples", quiet)
@@ -392,22 +324,21 @@ def _fix_defuse(run_dir: Path, result: ScanResult, train, val, settings: dict, s
     b, a = fixed.before, fixed.after
     typer.echo(f"lambda {fixed.lam:g}: test accuracy {b['test_accuracy']:.4f} -> {a['test_accuracy']:.4f}; "
                f"held-out region accuracy {b['heldout_region_accuracy']:.4f} -> {a['heldout_region_accuracy']:.4f}")
-    _save_repair(run_dir, result, "defuse", "model-fixed.pt", fixed.module, table)
+    return "defuse", fixed.module, table
 
 
-def _fix_xbl(run_dir: Path, result: ScanResult, mask_file: Path | None, train, val, settings: dict, seed: int, quiet: bool) -> None:
+def _fix_xbl(run_dir: Path, result: ScanResult, module, mask_file: Path | None, train, val, settings: dict, seed: int, quiet: bool):
     import numpy as np
 
     from faultlines.data.files import load_mask
-    from faultlines.model import load_module
     from faultlines.repair.xbl import xbl
 
     train_data, val_data, test_data = _fix_data(result, train, val)
-    x, _ = next(iter(test_data.batches(1)))
-    if x.ndim != 4:
-        raise DataError(f"--xbl needs image data (N, C, H, W); the run's data has inputs of shape {tuple(x.shape)}")
+    shape = test_data.sample_shape()
+    if len(shape) != 3:
+        raise DataError(f"--xbl needs image data (N, C, H, W); the run's data has inputs of shape {shape}")
     if mask_file is not None:
-        mask, where = load_mask(mask_file, tuple(x.shape[-2:])), str(mask_file)
+        mask, where = load_mask(mask_file, tuple(shape[-2:])), str(mask_file)
     else:
         flagged = [np.array(m.evidence["mask"], bool) for m in result.modes if m.method == "perturb"]
         if not flagged:
@@ -416,14 +347,13 @@ def _fix_xbl(run_dir: Path, result: ScanResult, mask_file: Path | None, train, v
             raise RunDirError(f"{run_dir} has no flagged regions to unlearn; scan with --finders perturb, or give --mask FILE")
         mask, where = np.any(flagged, axis=0), f"{len(flagged)} flagged region(s)"
     _status(f"retraining with the explanation penalty on {int(mask.sum())} pixels ({where})", quiet)
-    module, _ = load_module(run_dir / "model.pt")
     fixed = xbl(module, train_data, val_data, test_data, mask, seed=seed, quiet=quiet, **settings)
     table = {"lambda": fixed.lam, "sweep": fixed.sweep, "models": fixed.table, "mask_from": where, "mask": mask.tolist()}
     t = fixed.table
     typer.echo(f"lambda {fixed.lam:g}: test accuracy {t['original']['test_accuracy']:.4f} -> {t['xbl']['test_accuracy']:.4f} "
                f"(occlusion retraining {t['occlusion']['test_accuracy']:.4f}); with the region swapped "
                f"{t['original']['swapped_accuracy']:.4f} -> {t['xbl']['swapped_accuracy']:.4f}")
-    _save_repair(run_dir, result, "xbl", "model-xbl.pt", fixed.module, table)
+    return "xbl", fixed.module, table
 
 
 @app.command()

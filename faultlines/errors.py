@@ -28,5 +28,9 @@ class SettingsError(FaultlinesError, ValueError):
     """A finder or command was given a setting outside its valid range."""
 
 
+class NotFittedError(FaultlinesError, ValueError, AttributeError):
+    """A detector or model was used before `fit` (as scikit-learn's NotFittedError)."""
+
+
 class RunDirError(FaultlinesError, OSError):
     """A run directory cannot be written or read back."""

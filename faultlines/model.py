@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
 import warnings
 import zipfile
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -122,6 +124,11 @@ class Classifier:
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return F.softmax(self.logits(x), dim=1)
 
+    def predict_probs(self, x: torch.Tensor | np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities (N, C) as float32 numpy, for inputs held in memory, in batches."""
+        x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+        return np.concatenate([self.probs(b).float().cpu().numpy() for b in x.split(batch_size)])
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[1]
 
@@ -189,6 +196,20 @@ def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names:
         },
         path,
     )
+
+
+def checkpoint_bytes(module: nn.Module, class_names: Sequence[str] | None = None) -> bytes:
+    """A model as the bytes of a file `load_module` reads back: TorchScript stays TorchScript, a
+    faultlines model (one with a `config`) becomes a checkpoint, any other module a state dict
+    (rebuilt on loading by the same factory)."""
+    buf = io.BytesIO()
+    if isinstance(module, torch.jit.ScriptModule):
+        torch.jit.save(module, buf)
+    elif getattr(module, "config", None) is not None:
+        save_checkpoint(module, buf, class_names)
+    else:
+        torch.save(module.state_dict(), buf)
+    return buf.getvalue()
 
 
 def load_module(

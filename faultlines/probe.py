@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
@@ -65,9 +64,3 @@ def probe(
         np.concatenate(labels), F.softmax(logits, dim=1).numpy(), np.concatenate(embeddings), names,
         source=source, logits=logits.numpy(),
     )
-
-
-def accuracy(module: nn.Module, data: Source) -> float:
-    """Accuracy of a bare module on `data`, in eval mode (for comparing retrained models)."""
-    module.eval()
-    return probe(Classifier(module), data, quiet=True).accuracy

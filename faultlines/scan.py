@@ -1,30 +1,29 @@
-"""`scan`: probe a model on data, run the finders, and gather what the report needs."""
+"""`scan`: probe a model on data once, run every finder on the outputs, gather what the report needs.
+
+    result = fl.scan(clf, splits, finders="all")            # test split scanned, train/val probed for density
+    result = fl.scan(clf, data, [fl.Spotlight(size=0.05)], train=train_data)
+
+`scan` checks every finder's settings and what it requires (`Finder.requires`) before any
+work: a finder named in a list that cannot run on the inputs given is a `SettingsError`
+naming the missing piece; with `finders="all"` it is skipped, and `config["skipped"]` says
+why. The data is probed once; the training and held-out data only when a finder requires
+them. Each finder then gets `find(outputs, clf=, data=, train=, val=)`, and its `tables_` and
+`analyses_` join the result.
+"""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, Protocol
 
 from faultlines.data.sources import EmbeddingTable, Source, Splits
-from faultlines.errors import ModelError
-from faultlines.find.spotlight import Spotlight
+from faultlines.errors import SettingsError
+from faultlines.find.base import Finder, missing
 from faultlines.model import Classifier
 from faultlines.probe import probe
-from faultlines.types import FailureMode, Outputs, ScanResult
-
-
-class Finder(Protocol):
-    """What `scan` needs of a finder: its settings, and failure modes from outputs.
-
-    A finder that must run the model itself (Defuse, PerturbationProbe) sets
-    `needs_model = True`; `scan` then calls `find(clf, data)` and stores the finder's
-    `tables_` (arrays) and `analyses_` (JSON-able figures) with the run.
-    """
-
-    def get_params(self) -> dict[str, Any]: ...
-
-    def find(self, outputs: Outputs) -> list[FailureMode]: ...
+from faultlines.registry import build
+from faultlines.types import FailureMode, ScanResult
 
 
 def versions() -> dict[str, str]:
@@ -41,47 +40,78 @@ def versions() -> dict[str, str]:
 def scan(
     clf: Classifier | None,
     data: Source | EmbeddingTable | Splits,
-    finders: list[Finder] | None = None,
+    finders: str | Sequence[Finder] | None = None,
     *,
+    train: Source | EmbeddingTable | None = None,
+    val: Source | EmbeddingTable | None = None,
+    strict: bool | None = None,
     batch_size: int = 256,
     quiet: bool = False,
     seed: int = 0,
 ) -> ScanResult:
-    """Probe `clf` on `data` (the test split of `Splits`) and run every finder on the outputs.
+    """Probe `clf` on `data` once and run every finder on the outputs.
 
     Args:
         clf: the classifier; None when `data` is an EmbeddingTable.
-        data: what to scan.
-        finders: default `[Spotlight(seed=seed)]`.
-        seed: passed to the default finder and recorded.
+        data: what to scan; for `Splits`, the test split (and its train / val splits are
+            the defaults of `train` / `val`).
+        finders: Finder instances; or names ("all", "spotlight,defuse"), built with `seed`
+            and `quiet`; default `[Spotlight(seed=seed)]`.
+        train, val: the model's training and held-out data, probed only when a finder
+            requires them (FeatureDensity).
+        strict: a finder that cannot run on these inputs is an error (True) or skipped
+            (False); default: skipped for "all", an error otherwise.
+        seed: given to finders built by name, and recorded.
 
     Returns:
-        ScanResult with the outputs, the modes of every finder in order, the config, and
-        previews (images or texts) of each mode's typical members.
+        ScanResult with the outputs, the modes of every finder in order, the config (the
+        finders run and their settings, those skipped and why), the finders' tables and
+        analyses, and previews (images or texts) of each mode's typical members.
     """
     if isinstance(data, Splits):
+        train = train if train is not None else data.train
+        val = val if val is not None else data.val
         data = data.test
+    if strict is None:
+        strict = finders != "all"
+    if finders is None:
+        finders = build("spotlight", seed=seed, quiet=quiet)
+    elif isinstance(finders, str):
+        finders = build(finders, seed=seed, quiet=quiet)
+    bad = [f for f in finders if not isinstance(f, Finder)]
+    if bad:
+        raise SettingsError(f"finders must be faultlines finders (or their names), not {type(bad[0]).__name__}")
+    for finder in finders:
+        finder.validate()
+    inputs = data if isinstance(data, Source) else None
+    chosen, skipped = [], {}
+    for finder in finders:
+        reason = missing(finder, clf, inputs, train)
+        if reason and strict:
+            raise SettingsError(reason)
+        if reason:
+            skipped[finder.name] = reason
+        else:
+            chosen.append(finder)
     outputs = probe(clf, data, batch_size=batch_size, quiet=quiet)
-    finders = finders if finders is not None else [Spotlight(seed=seed, quiet=quiet)]
+    # a finder that declares it requires the training outputs uses them when given, even if it
+    # needs them no more (a FeatureDensity fitted already still compares itself with the baselines)
+    uses_train = train is not None and any("train" in f.requires for f in chosen)
+    train_out = probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
+    val_out = probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
     modes: list[FailureMode] = []
     tables: dict[str, dict] = {}
     analyses: dict[str, dict] = {}
-    for finder in finders:
-        if getattr(finder, "needs_model", False):
-            if clf is None or not isinstance(data, Source):
-                raise ModelError(f"{type(finder).__name__} runs the model on the inputs: give a model and input data")
-            modes += finder.find(clf, data)
-            tables |= getattr(finder, "tables_", {})
-            analyses |= getattr(finder, "analyses_", {})
-        else:
-            modes += finder.find(outputs)
+    for finder in chosen:
+        modes += finder.find(outputs, clf=clf, data=inputs, train=train_out, val=val_out)
+        tables |= finder.tables_
+        analyses |= finder.analyses_
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names)},
-        "model": None
-        if clf is None
-        else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
-        "finders": [{"name": type(f).__name__, **f.get_params()} for f in finders],
+        "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
+        "finders": [{"name": f.name, **f.settings()} for f in chosen],
+        "skipped": skipped,
         "seed": seed,
         "versions": versions(),
     }

@@ -1,4 +1,4 @@
-"""The run directory: written atomically, read back whole.
+"""The run directory, and the only code that writes one: written atomically, read back whole.
 
     RUN/scan.json         config, package versions, overview metrics, failure modes
     RUN/samples.parquet   one row per sample: label, prediction, loss, probabilities,
@@ -7,12 +7,13 @@
     RUN/report.html       the self-contained report
     RUN/table-NAME.npz    other tables the modes refer to (Defuse's generated samples, ...)
     RUN/model.pt          the scanned model; RUN/vae.pt the VAE Defuse searched
-    RUN/labels.json       region labels (`faultlines label`)
+    RUN/labels.json       region labels (`faultlines label`); RUN/regions/ID.png their grids
     RUN/fix.json, RUN/model-fixed.pt   the correction (`faultlines fix`)
     RUN/xbl.json, RUN/model-xbl.pt     explanation-based learning (`faultlines fix --xbl`)
 
 A run is assembled in a hidden temporary folder beside RUN and renamed into place, so an
-interrupted write leaves the previous run as it was.
+interrupted write leaves the previous run as it was; files added later (labels, repairs)
+are each written to a temporary name and renamed. Every file name is a constant here.
 """
 
 from __future__ import annotations
@@ -28,14 +29,23 @@ from typing import Any
 
 import numpy as np
 
-
+from faultlines.atomic import write_file
 from faultlines.errors import RunDirError
+from faultlines.images import png_bytes
 from faultlines.types import FailureMode, Outputs, ScanResult
 
 RUN_FORMAT = "faultlines-run-1"
-#: The before/after table `faultlines fix` writes.
-FIX_FILE = "fix.json"
-XBL_FILE = "xbl.json"
+SCAN_FILE = "scan.json"
+SAMPLES_FILE = "samples.parquet"
+EMBEDDINGS_FILE = "embeddings.npy"
+REPORT_FILE = "report.html"
+MODEL_FILE = "model.pt"
+VAE_FILE = "vae.pt"
+LABELS_FILE = "labels.json"
+GRIDS_DIR = "regions"
+TABLE_PREFIX = "table-"
+#: Repairs by name: (the before/after table, the corrected model).
+REPAIRS = {"defuse": ("fix.json", "model-fixed.pt"), "xbl": ("xbl.json", "model-xbl.pt")}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -65,14 +75,6 @@ def _mode_dict(mode: FailureMode) -> dict[str, Any]:
     }
 
 
-def _png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _samples_table(result: ScanResult):
     import pyarrow as pa
 
@@ -95,17 +97,18 @@ def _samples_table(result: ScanResult):
         columns["text"] = pa.array(result.texts, type=pa.string())
     images = {i: p for i, p in result.previews.items() if isinstance(p, np.ndarray)}
     if images:
-        columns["preview_png"] = pa.array([_png(images[i]) if i in images else None for i in range(out.n)], type=pa.binary())
+        columns["preview_png"] = pa.array([png_bytes(images[i]) if i in images else None for i in range(out.n)], type=pa.binary())
     return pa.table(columns)
 
 
-def save_run(result: ScanResult, path: str | Path, files: Mapping[str, bytes] | None = None, report: bool = True) -> Path:
+def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, vae: bytes | None = None,
+             report: bool = True) -> Path:
     """Write `result` as a run directory at `path`, replacing any run there, atomically.
 
     Args:
         result: the scan to store.
         path: the run directory; its parent folders are created.
-        files: extra files to store with the run, name -> content (e.g. "model.pt").
+        model, vae: the scanned model's and Defuse's VAE's files, as bytes (`model.checkpoint_bytes`).
         report: also render report.html.
 
     Raises:
@@ -134,17 +137,18 @@ def save_run(result: ScanResult, path: str | Path, files: Mapping[str, bytes] | 
             "modes": [_mode_dict(m) for m in result.modes],
             "analyses": result.analyses,
         }
-        (tmp / "scan.json").write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
-        pq.write_table(_samples_table(result), tmp / "samples.parquet")
-        np.save(tmp / "embeddings.npy", result.outputs.embeddings)
+        (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
+        pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
+        np.save(tmp / EMBEDDINGS_FILE, result.outputs.embeddings)
         for name, table in result.tables.items():
-            np.savez_compressed(tmp / f"table-{name}.npz", **table)
-        for name, content in (files or {}).items():
-            (tmp / name).write_bytes(content)
+            np.savez_compressed(tmp / f"{TABLE_PREFIX}{name}.npz", **table)
+        for name, content in ((MODEL_FILE, model), (VAE_FILE, vae)):
+            if content is not None:
+                (tmp / name).write_bytes(content)
         if report:
             from faultlines.report import render
 
-            (tmp / "report.html").write_text(render(result), encoding="utf-8")
+            (tmp / REPORT_FILE).write_text(render(result), encoding="utf-8")
         _swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,12 +176,12 @@ def load_run(path: str | Path) -> ScanResult:
     from PIL import Image
 
     path = Path(path)
-    if not (path / "scan.json").is_file():
+    if not (path / SCAN_FILE).is_file():
         raise RunDirError(f"{path} is not a faultlines run (it has no scan.json); give the folder a scan wrote")
     try:
-        record = json.loads((path / "scan.json").read_text(encoding="utf-8"))
-        table = pq.read_table(path / "samples.parquet").to_pydict()
-        embeddings = np.load(path / "embeddings.npy", allow_pickle=False)
+        record = json.loads((path / SCAN_FILE).read_text(encoding="utf-8"))
+        table = pq.read_table(path / SAMPLES_FILE).to_pydict()
+        embeddings = np.load(path / EMBEDDINGS_FILE, allow_pickle=False)
     except (OSError, ValueError, KeyError) as e:
         raise RunDirError(f"the run in {path} is incomplete or corrupt ({e}); scan again") from e
     if record.get("format") != RUN_FORMAT:
@@ -212,12 +216,61 @@ def load_run(path: str | Path) -> ScanResult:
     if texts is not None:
         previews |= {i: texts[i] for m in modes for i in m.evidence.get("typical", [])}
     tables = {}
-    for f in sorted(path.glob("table-*.npz")):
+    for f in sorted(path.glob(f"{TABLE_PREFIX}*.npz")):
         with np.load(f, allow_pickle=False) as arrays:
-            tables[f.stem.removeprefix("table-")] = {k: arrays[k] for k in arrays.files}
+            tables[f.stem.removeprefix(TABLE_PREFIX)] = {k: arrays[k] for k in arrays.files}
     repairs = {}
-    for name, file in (("defuse", FIX_FILE), ("xbl", XBL_FILE)):
+    for name, (file, _) in REPAIRS.items():
         if (path / file).is_file():
             repairs[name] = json.loads((path / file).read_text(encoding="utf-8"))
     return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}))
+
+
+def _run_folder(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / SCAN_FILE).is_file():
+        raise RunDirError(f"no run folder at {run_dir}; give the folder a scan wrote")
+    return run_dir
+
+
+def save_labels(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write the region labels (`faultlines label`) into the run folder; the rest is untouched."""
+    return write_file(_run_folder(run_dir) / LABELS_FILE, json.dumps(record, indent=1))
+
+
+def load_labels(run_dir: str | Path) -> dict[str, Any]:
+    """The stored region labels record; a RunDirError if there are none yet."""
+    path = Path(run_dir) / LABELS_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no labels yet; run `faultlines label {run_dir}` first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"cannot read {path} ({e}); label the regions again") from e
+
+
+def save_region_grids(run_dir: str | Path, grids: Mapping[str, bytes]) -> dict[str, Path]:
+    """PNG grids of region samples, one per region id, under RUN/regions/; returns their paths."""
+    folder = _run_folder(run_dir) / GRIDS_DIR
+    folder.mkdir(exist_ok=True)
+    return {region: write_file(folder / f"{region}.png", png) for region, png in grids.items()}
+
+
+def save_report(run_dir: str | Path, result: ScanResult) -> Path:
+    """Render the run's report.html again (atomically)."""
+    from faultlines.report import render
+
+    return write_file(_run_folder(run_dir) / REPORT_FILE, render(result))
+
+
+def save_repair(run_dir: str | Path, result: ScanResult, name: str, model: bytes, table: dict[str, Any]) -> Path:
+    """Store a repair (`name` in REPAIRS): the corrected model, its before/after table, and the
+    report again with the table in it. Returns the model's path."""
+    run_dir = _run_folder(run_dir)
+    table_file, model_file = REPAIRS[name]
+    path = write_file(run_dir / model_file, model)
+    write_file(run_dir / table_file, json.dumps(_jsonable(table), indent=1))
+    result.repairs[name] = json.loads(json.dumps(_jsonable(table)))
+    save_report(run_dir, result)
+    return path
 

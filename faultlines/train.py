@@ -124,6 +124,20 @@ def evaluate(module: nn.Module, data: Source, loss_fn: LossFn = cross_entropy, b
     return total / max(count, 1)
 
 
+def accuracy(module: nn.Module, data: Source, batch_size: int = 256) -> float:
+    """Share of `data` a bare classifier module gets right, in eval mode, from its logits alone
+    (any module that returns logits, or (logits, embeddings): no embedding layer is needed)."""
+    module.eval()
+    right = count = 0
+    with torch.no_grad():
+        for x, y in data.batches(batch_size):
+            right += int((logits(module, x).argmax(1) == y).sum())
+            count += len(y)
+    if count == 0:
+        raise DataError("the data set is empty: give at least one sample")
+    return right / count
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks and two linear layers: trains on 16x16 digits in seconds on a CPU.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,6 +127,10 @@ class Outputs:
             raise DataError(f"labels has {len(labels)} rows but probs has {len(probs)}: give one row per sample")
         check_label_range(labels, probs.shape[1])
         names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(probs.shape[1]))
+        try:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"embeddings must be a 2-D array of numbers, one row of one length per sample ({e})") from e
         losses = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
         return cls(
             labels=labels,
@@ -242,9 +245,3 @@ class ScanResult:
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     repairs: dict[str, Any] = field(default_factory=dict)
     analyses: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the run directory (see `faultlines.store.save_run`)."""
-        from faultlines.store import save_run
-
-        return save_run(self, path)

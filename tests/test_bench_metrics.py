@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from faultlines.bench.metrics import detection_metrics, fpr_at_tpr, mode_scores, precision_at_k, slice_precision
+from faultlines.bench.metrics import mode_scores, precision_at_k, slice_precision
+from faultlines.detect.metrics import detection_metrics, fpr_at_tpr
 from faultlines.types import FailureMode
 
 

@@ -41,9 +41,9 @@ def test_vae_saves_and_loads(vae, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def defused(vae, clf, splits):
+def defused(vae, clf, splits, test_outputs):
     d = Defuse(vae, max_seeds=200)
-    return d, d.find(clf, splits.test)
+    return d, d.find(test_outputs, clf=clf, data=splits.test)
 
 
 def test_hits_are_misclassified_codes_near_correct_seeds(defused, clf, splits, vae):
@@ -85,9 +85,9 @@ def test_regions_are_coherent_misclassification_regions(defused, clf):
         assert np.allclose(shares, [0.5, 0.2, 0.3], atol=0.01)
 
 
-def test_defuse_is_deterministic(vae, clf, splits, defused):
+def test_defuse_is_deterministic(vae, clf, splits, defused, test_outputs):
     _, modes = defused
-    again = Defuse(vae, max_seeds=200).find(clf, splits.test)
+    again = Defuse(vae, max_seeds=200).find(test_outputs, clf=clf, data=splits.test)
     assert [m.summary for m in again] == [m.summary for m in modes]
 
 
@@ -98,7 +98,7 @@ def test_defuse_settings_are_checked(vae):
 
 def test_scan_stores_and_reports_defuse_regions(vae, clf, splits, tmp_path):
     result = fl.scan(clf, splits, [Defuse(vae, max_seeds=100)], quiet=True)
-    back = fl.load_run(result.save(tmp_path / "run"))
+    back = fl.load_run(fl.save_run(result, tmp_path / "run"))
     assert set(back.tables) == {"defuse_hits", "defuse_seeds", "generated", "vae"}
     assert np.array_equal(back.tables["generated"]["images"], result.tables["generated"]["images"])
     html = (tmp_path / "run" / "report.html").read_text()

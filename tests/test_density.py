@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import faultlines as fl
-from faultlines.bench.metrics import detection_metrics
+from faultlines.detect.metrics import detection_metrics
 from faultlines.errors import DataError, SettingsError
-from faultlines.find.density import FeatureDensity
+from faultlines.detect.density import FeatureDensity
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 import faultlines as fl
-from faultlines.bench.attacks import adversarial
-from faultlines.bench.detectors import KNN, MSP, Energy, Mahalanobis, TrustScore
+from faultlines.detect.attacks import adversarial
+from faultlines.detect.baselines import KNN, MSP, Energy, Mahalanobis, TrustScore
 from faultlines.cli import app
 from faultlines.errors import DataError, SettingsError
 
@@ -26,7 +26,7 @@ def test_msp_and_energy_by_hand():
     assert np.allclose(Energy().fit(out).score(out), [-np.log(np.exp(2) + 1), -np.log(2)])
     no_logits = fl.Outputs.from_probs(np.array([0]), np.array([[0.5, 0.5]]), np.zeros((1, 1)))
     with pytest.raises(DataError, match="logits"):
-        Energy().score(no_logits)
+        Energy().fit(no_logits).score(no_logits)
 
 
 def test_distance_detectors_by_hand():
@@ -71,7 +71,8 @@ def test_demo_with_density_reports_tests_and_detectors(tmp_path):
 def test_scan_density_needs_training_data(model_file, tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((5, 1, 16, 16)), y=np.arange(5))
     result = CliRunner().invoke(app, ["scan", "--model", str(model_file), "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o"), "--density"])
-    assert result.exit_code == 2 and "--train PATH --val PATH" in result.stderr
+    assert result.exit_code == 2 and "density finder needs the model's outputs on its training data" in result.stderr
+    assert "--train PATH" in result.stderr
     assert not (tmp_path / "o").exists()
 
 

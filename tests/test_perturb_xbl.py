@@ -40,7 +40,7 @@ def decoy(tmp_path_factory):
 def decoy_probe(decoy):
     problem, clf = decoy
     probe = PerturbationProbe(seed=0)
-    return probe, probe.find(clf, problem.splits.test)
+    return probe, probe.find(fl.probe(clf, problem.splits.test, quiet=True), clf=clf, data=problem.splits.test)
 
 
 def iou(a, b):
@@ -68,9 +68,9 @@ def test_the_probe_flags_the_decoy_corners(decoy, decoy_probe):
     assert {(c["row"], c["col"]) for c in probe.candidates_} <= {(0, 0), (0, 13), (13, 0), (13, 13)}
 
 
-def test_the_probe_flags_nothing_on_a_model_trained_on_clean_digits(clf, splits):
+def test_the_probe_flags_nothing_on_a_model_trained_on_clean_digits(clf, splits, test_outputs):
     probe = PerturbationProbe(seed=0)
-    assert probe.find(clf, splits.test) == []
+    assert probe.find(test_outputs, clf=clf, data=splits.test) == []
     assert probe.maps_["overall"].shape == (16, 16) and probe.maps_["per_class"].shape == (10, 16, 16)
     # the centre, where the digits are, matters more than the corners
     assert probe.maps_["overall"][6:10, 6:10].mean() > 3 * probe.maps_["overall"][:3, :3].mean()
@@ -105,24 +105,28 @@ def test_window_means_against_a_loop():
     assert np.allclose(got[1, 2, 1], a[1, 2:5, 1:4].mean())
 
 
-def test_a_user_object_mask_decides_what_is_object(clf, splits):
+def test_a_user_object_mask_decides_what_is_object(clf, splits, test_outputs):
     everywhere = np.ones((16, 16), bool)
     probe = PerturbationProbe(object_mask=everywhere)
-    assert probe.find(clf, splits.test) == [] and probe.candidates_ == []  # nothing lies outside the object
+    assert probe.find(test_outputs, clf=clf, data=splits.test) == [] and probe.candidates_ == []  # nothing lies outside the object
 
 
 def test_images_the_model_does_not_take_are_refused(clf):
     small = fl.data.ArraySource(np.zeros((5, 1, 12, 12), np.float32), np.zeros(5, int))
     with pytest.raises(ModelError, match="cannot take inputs of shape"):
-        PerturbationProbe().find(clf, small)
+        fl.scan(clf, small, [PerturbationProbe()], quiet=True)
 
 
-def test_settings_and_non_images_are_refused(clf, test_outputs):
+def test_settings_and_non_images_are_refused(clf, test_outputs, splits):
     with pytest.raises(SettingsError):
         PerturbationProbe(baseline="grey")
     flat = fl.data.ArraySource(np.zeros((5, 256), np.float32), np.zeros(5, int))
-    with pytest.raises(DataError, match="needs images"):
-        PerturbationProbe().find(clf, flat)
+    with pytest.raises(SettingsError, match=r"perturb finder needs image inputs .*inputs have shape \(256,\)"):
+        PerturbationProbe().find(test_outputs.subset(np.arange(5)), clf=clf, data=flat)
+    with pytest.raises(SettingsError, match="perturb finder needs the model"):
+        PerturbationProbe().find(test_outputs, data=splits.test)
+    with pytest.raises(DataError, match="data holds 5 samples but the outputs have 360 rows"):
+        PerturbationProbe().find(test_outputs, clf=clf, data=splits.test.subset(np.arange(5)))
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ def test_scan_result_carries_previews_and_config(result):
     assert set(result.previews) == typical
     assert all(p.shape == (16, 16) and p.dtype == np.uint8 for p in result.previews.values())
     assert result.config["model"]["embedding_layer"] == "fc2 (input)"
-    assert result.config["finders"][0]["name"] == "Spotlight"
+    assert result.config["finders"][0] == {"name": "spotlight", **fl.Spotlight(size=0.03, n_spotlights=3).get_params()}
 
 
 def test_run_round_trip(result, tmp_path):
-    path = result.save(tmp_path / "run")
+    path = fl.save_run(result, tmp_path / "run")
     assert sorted(p.name for p in path.iterdir()) == ["embeddings.npy", "report.html", "samples.parquet", "scan.json"]
     back = fl.load_run(path)
     for name in ("labels", "preds", "probs", "losses", "embeddings"):
@@ -39,14 +39,14 @@ def test_run_round_trip(result, tmp_path):
 def test_samples_table_marks_mode_membership(result, tmp_path):
     import pyarrow.parquet as pq
 
-    table = pq.read_table(result.save(tmp_path / "run") / "samples.parquet").to_pydict()
+    table = pq.read_table(fl.save_run(result, tmp_path / "run") / "samples.parquet").to_pydict()
     for mode in result.modes:
         rows = {i for i, ids in enumerate(table["modes"]) if mode.id in ids}
         assert rows == set(mode.members.tolist())
 
 
 def test_a_failed_write_leaves_the_previous_run_intact(result, tmp_path, monkeypatch):
-    path = result.save(tmp_path / "run")
+    path = fl.save_run(result, tmp_path / "run")
     before = (path / "scan.json").read_bytes()
 
     def broken(*args, **kwargs):
@@ -62,7 +62,7 @@ def test_a_failed_write_leaves_the_previous_run_intact(result, tmp_path, monkeyp
 def test_output_path_that_is_a_file_is_refused(result, tmp_path):
     (tmp_path / "file").write_text("keep me")
     with pytest.raises(RunDirError, match="is a file"):
-        result.save(tmp_path / "file")
+        fl.save_run(result, tmp_path / "file")
     assert (tmp_path / "file").read_text() == "keep me"
 
 

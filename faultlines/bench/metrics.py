@@ -1,4 +1,4 @@
-"""How well a finder's slices match a planted slice, and how well a score detects a set.
+"""How well a finder's slices match a planted slice.
 
 Slice scoring follows dcbench (Eyuboglu et al. 2022): every predicted slice, and the
 complement of every predicted slice, is a candidate; for a true slice, the candidate whose
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score
 
 from faultlines.types import FailureMode
 
@@ -58,19 +58,3 @@ def slice_precision(candidates: np.ndarray, truth: np.ndarray, ks: Sequence[int]
     aps = [average_precision_score(truth, c) for c in both]
     best = both[int(np.argmax(aps))]
     return {"ap": float(max(aps))} | {f"p@{k}": precision_at_k(best, truth, k) for k in ks}
-
-
-def fpr_at_tpr(scores: np.ndarray, positive: np.ndarray, tpr: float = 0.95) -> float:
-    """False-positive rate at the first threshold whose true-positive rate reaches `tpr`."""
-    fpr, tprs, _ = roc_curve(np.asarray(positive, bool), scores)
-    return float(fpr[np.searchsorted(tprs, tpr, side="left")])
-
-
-def detection_metrics(scores: np.ndarray, positive: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPR (positives = the set to detect) and FPR at 95% TPR of a score; higher = more suspect."""
-    positive = np.asarray(positive, bool)
-    return {
-        "auroc": float(roc_auc_score(positive, scores)),
-        "aupr": float(average_precision_score(positive, scores)),
-        "fpr95": fpr_at_tpr(scores, positive),
-    }

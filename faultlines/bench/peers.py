@@ -1,4 +1,4 @@
-"""The slice finders a user would otherwise reach for, behind the same `find(outputs)` verb.
+"""The slice finders a user would otherwise reach for, on the same Finder contract.
 
 Each returns FailureModes so the benchmark scores them exactly as it scores faultlines'
 own finders. Members of a set-valued slice (a sliceline rule, a confusion cell) have no
@@ -13,12 +13,15 @@ patching its code; `faultlines.find.ErrorMixture` is written in its spirit inste
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import KBinsDiscretizer, StandardScaler
 
-from faultlines.find.common import describe
+from faultlines.find.base import Finder, Interval
 from faultlines.types import FailureMode, Outputs
 
 
@@ -26,42 +29,39 @@ def _by_loss(outputs: Outputs, rows: np.ndarray) -> np.ndarray:
     return rows[np.argsort(-outputs.losses[rows], kind="stable")]
 
 
-def _mode(outputs: Outputs, method: str, j: int, members: np.ndarray, extra: dict | None = None) -> FailureMode:
-    summary, metrics, evidence = describe(outputs, members)
-    return FailureMode(f"{method}-{j}", method, summary, members, None, outputs.source, metrics, evidence | (extra or {}))
-
-
-class ConfusionCells:
+@dataclass(eq=False, repr=False)
+class ConfusionCells(Finder):
     """Baseline: each off-diagonal confusion-matrix cell (label a predicted as b) is a slice."""
 
-    def __init__(self, n_slices: int = 5, seed: int = 0):
-        self.n_slices, self.seed = n_slices, seed
+    name: ClassVar[str] = "confusion"
+    constraints: ClassVar[dict] = {"n_slices": Interval(1, None, integer=True)}
 
-    def get_params(self) -> dict[str, object]:
-        return {"n_slices": self.n_slices}
+    n_slices: int = 5
+    seed: int = 0
 
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         wrong = np.flatnonzero(~outputs.correct)
         cells: dict[tuple[int, int], list[int]] = {}
         for i in wrong:
             cells.setdefault((int(outputs.labels[i]), int(outputs.preds[i])), []).append(int(i))
         ranked = sorted(cells.items(), key=lambda kv: (-len(kv[1]), kv[0]))[: self.n_slices]
-        return [_mode(outputs, "confusion", j, _by_loss(outputs, np.array(rows)), {"cell": list(cell)}) for j, (cell, rows) in enumerate(ranked)]
+        return [self._mode(j, _by_loss(outputs, np.array(rows)), outputs, evidence={"cell": list(cell)}) for j, (cell, rows) in enumerate(ranked)]
 
 
-class ErrorKMeans:
+@dataclass(eq=False, repr=False)
+class ErrorKMeans(Finder):
     """Baseline: k-means on the standardised embeddings of the misclassified samples.
 
     A slice is one cluster's misclassified samples, nearest the centre first.
     """
 
-    def __init__(self, n_slices: int = 5, seed: int = 0):
-        self.n_slices, self.seed = n_slices, seed
+    name: ClassVar[str] = "kmeans-errors"
+    constraints: ClassVar[dict] = {"n_slices": Interval(1, None, integer=True)}
 
-    def get_params(self) -> dict[str, object]:
-        return {"n_slices": self.n_slices, "seed": self.seed}
+    n_slices: int = 5
+    seed: int = 0
 
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         wrong = np.flatnonzero(~outputs.correct)
         if len(wrong) == 0:
             return []
@@ -73,11 +73,12 @@ class ErrorKMeans:
         modes = []
         for j, c in enumerate(np.argsort(-sizes, kind="stable")):
             rows = np.flatnonzero(km.labels_ == c)
-            modes.append(_mode(outputs, "kmeans-errors", j, wrong[rows[np.argsort(dist[rows], kind="stable")]]))
+            modes.append(self._mode(j, wrong[rows[np.argsort(dist[rows], kind="stable")]], outputs))
         return modes
 
 
-class SliceLine:
+@dataclass(eq=False, repr=False)
+class SliceLine(Finder):
     """Peer: SliceLine (Sagadeeva and Boehm 2021, PyPI `sliceline`) on binned PCA components.
 
     The standardised embeddings are reduced to `n_pca` components, each cut into `n_bins`
@@ -85,14 +86,20 @@ class SliceLine:
     slices with the most misclassifications.
     """
 
-    def __init__(self, n_slices: int = 5, n_pca: int = 8, n_bins: int = 5, max_l: int = 3, alpha: float = 0.95, min_sup: int = 8, seed: int = 0):
-        self.n_slices, self.n_pca, self.n_bins, self.max_l = n_slices, n_pca, n_bins, max_l
-        self.alpha, self.min_sup, self.seed = alpha, min_sup, seed
+    name: ClassVar[str] = "sliceline"
+    constraints: ClassVar[dict] = {"n_slices": Interval(1, None, integer=True), "n_pca": Interval(1, None, integer=True),
+                                   "n_bins": Interval(2, None, integer=True), "max_l": Interval(1, None, integer=True),
+                                   "alpha": Interval(0, 1, open_low=True), "min_sup": Interval(1, None, integer=True)}
 
-    def get_params(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in ("n_slices", "n_pca", "n_bins", "max_l", "alpha", "min_sup")}
+    n_slices: int = 5
+    n_pca: int = 8
+    n_bins: int = 5
+    max_l: int = 3
+    alpha: float = 0.95
+    min_sup: int = 8
+    seed: int = 0
 
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         from sliceline.slicefinder import Slicefinder
 
         z = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
@@ -109,5 +116,5 @@ class SliceLine:
             rows = np.flatnonzero(masks[:, j])
             if len(rows):
                 rule = [None if v is None else int(v) for v in np.asarray(finder.top_slices_[j]).tolist()]
-                modes.append(_mode(outputs, "sliceline", j, _by_loss(outputs, rows), {"rule": rule}))
+                modes.append(self._mode(j, _by_loss(outputs, rows), outputs, evidence={"rule": rule}))
         return modes

@@ -38,6 +38,7 @@ from sklearn.cluster import KMeans
 
 from faultlines.data.digits import CLASS_NAMES, digits
 from faultlines.data.sources import ArraySource, Splits
+from faultlines.detect.ood import corrupt, ood_images
 from faultlines.errors import SettingsError
 from faultlines.model import load_module, save_checkpoint
 from faultlines.train import fit, train_small_cnn
@@ -193,23 +194,6 @@ def noisy(seed: int = 0, alpha: float = 1.0) -> PlantedProblem:
             y[flipped] = to
     text = f"a subgroup of digit {cls} labelled {to} in training ({in_slice['train'].sum()} images); clean at test"
     return _pack("noisy", seed, alpha, text, data, in_slice, facts={"class": cls, "flipped_to": to})
-
-
-def corrupt(x: np.ndarray, rng: np.random.Generator, alpha: float = 1.0) -> np.ndarray:
-    """The 'corrupted style': Gaussian blur (sigma 0.8) plus Gaussian noise (std 0.3 alpha), clipped."""
-    blurred = ndimage.gaussian_filter(x, sigma=(0, 0, 0.8, 0.8))
-    return np.clip(blurred + rng.normal(0, 0.3 * alpha, x.shape), 0, 1).astype(np.float32)
-
-
-def ood_images(clean: np.ndarray, rng: np.random.Generator, n: int = 300, alpha: float = 1.0) -> dict[str, np.ndarray]:
-    """Out-of-distribution image sets shaped like `clean`: uniform noise, Gaussian noise (mean
-    0.5, std 0.25, clipped), and every clean image in the corrupted style."""
-    shape = (n, *clean.shape[1:])
-    return {
-        "uniform-noise": rng.random(shape).astype(np.float32),
-        "gaussian-noise": np.clip(rng.normal(0.5, 0.25, shape), 0, 1).astype(np.float32),
-        "corrupted": corrupt(clean, rng, alpha),
-    }
 
 
 def shift(seed: int = 0, alpha: float = 1.0, share: float = 0.15) -> PlantedProblem:

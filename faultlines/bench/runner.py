@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,21 +14,17 @@ from faultlines.bench.metrics import mode_scores, slice_precision
 from faultlines.bench.peers import ConfusionCells, ErrorKMeans, SliceLine
 from faultlines.bench.planted import PROBLEMS, PlantedProblem, make_problem
 from faultlines.errors import SettingsError
-from faultlines.find.error_mixture import ErrorMixture
-from faultlines.find.spotlight import Spotlight
+from faultlines.find.base import Finder
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.progress import console
+from faultlines.registry import FINDERS as REGISTRY
 
-#: Every finder the benchmark runs, by name: faultlines' own first, then the peers.
-FINDERS: dict[str, Callable[[int], object]] = {
-    "spotlight": lambda seed: Spotlight(n_spotlights=5, seed=seed),
-    "error-mixture": lambda seed: ErrorMixture(seed=seed),
-    "sliceline": lambda seed: SliceLine(seed=seed),
-    "kmeans-errors": lambda seed: ErrorKMeans(seed=seed),
-    "confusion": lambda seed: ConfusionCells(seed=seed),
-}
+#: faultlines' own finders the benchmark runs (those that need only the outputs), by registry name.
 OURS = ("spotlight", "error-mixture")
+#: Every finder the benchmark runs, by name: faultlines' own first, then the peers.
+FINDERS: dict[str, type[Finder]] = {name: REGISTRY[name] for name in OURS} | {
+    peer.name: peer for peer in (SliceLine, ErrorKMeans, ConfusionCells)}
 ALL_PROBLEMS = PROBLEMS + ("text",)
 
 
@@ -81,7 +77,7 @@ def run_bench(
             truth = problem.in_slice["test"]
             for finder_name in finders:
                 start = time.perf_counter()
-                modes = FINDERS[finder_name](seed).find(outputs)
+                modes = FINDERS[finder_name](seed=seed).find(outputs)
                 seconds = time.perf_counter() - start
                 score = slice_precision(mode_scores(modes, outputs.n), truth) if modes else {"p@10": 0.0, "p@25": 0.0, "ap": 0.0}
                 rows.append(

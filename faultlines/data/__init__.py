@@ -2,7 +2,7 @@
 
 from faultlines.data.digits import digits
 from faultlines.data.files import image_folder, load, load_embedding_table, load_npz
-from faultlines.data.sources import ArraySource, EmbeddingTable, Source, Splits, TorchSource, to_image_uint8
+from faultlines.data.sources import ArraySource, EmbeddingTable, Source, Splits, TorchSource
 
 __all__ = [
     "ArraySource",
@@ -15,5 +15,4 @@ __all__ = [
     "load",
     "load_embedding_table",
     "load_npz",
-    "to_image_uint8",
 ]

@@ -150,12 +150,13 @@ def _stack_lists(rows: list, column: str, path: Path) -> np.ndarray:
 def load(path: str | Path) -> ArraySource | EmbeddingTable:
     """Open whatever `path` holds: .npz arrays, an image folder, or an embedding table.
 
-    The word "digits" names the embedded digits test split.
+    The word "digits" names the embedded digits' test split (seed 0); "digits:train",
+    "digits:val" and "digits:test" name each split.
     """
-    if str(path) == "digits":
+    if str(path) in ("digits", "digits:train", "digits:val", "digits:test"):
         from faultlines.data.digits import digits
 
-        return digits().test
+        return getattr(digits(), str(path).partition(":")[2] or "test")
     p = _existing(path)
     if p.suffix == ".parquet":
         return load_embedding_table(p)

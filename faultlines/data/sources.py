@@ -10,23 +10,8 @@ import numpy as np
 import torch
 
 from faultlines.errors import DataError
+from faultlines.images import to_image_uint8
 from faultlines.types import Outputs, Preview, as_labels
-
-
-def to_image_uint8(x: np.ndarray) -> np.ndarray | None:
-    """One sample as a displayable uint8 image, (H, W) or (H, W, 3); None if it is not an image.
-
-    Inputs in [0, 1] are scaled by 255; any other range is stretched per image.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 3 and x.shape[0] in (1, 3):
-        x = x[0] if x.shape[0] == 1 else np.moveaxis(x, 0, -1)
-    elif not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)):
-        return None
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1:
-        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    return np.round(x * 255).astype(np.uint8)
 
 
 class Source:
@@ -52,6 +37,11 @@ class Source:
     def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
         """What the report shows for these samples: images, texts, or nothing."""
         raise NotImplementedError
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W) for images, (D,) for feature vectors."""
+        x, _ = next(iter(self.batches(1)))
+        return tuple(x.shape[1:])
 
     def arrays(self, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """All inputs and labels as numpy arrays, in order."""
@@ -104,6 +94,9 @@ class ArraySource(Source):
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
         order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))

@@ -24,27 +24,33 @@ samples only measure the correction.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.mixture import BayesianGaussianMixture
 
 from faultlines.data.sources import Source
-from faultlines.errors import DataError, SettingsError
+from faultlines.errors import DataError
+from faultlines.find.base import Finder, Interval, IsA
 from faultlines.generative.vae import VAE
 from faultlines.model import Classifier
 from faultlines.progress import track
-from faultlines.types import FailureMode
+from faultlines.types import FailureMode, Outputs
 
 #: Codes of the split column of the generated table.
 SPLIT_CODES = {"train": 0, "val": 1, "heldout": 2}
 
 
-class Defuse:
+@dataclass(eq=False, repr=False)
+class Defuse(Finder):
     """Find, group and describe regions of a VAE's latent space that the classifier gets wrong.
 
     Args:
-        vae: a fitted VAE of the classifier's inputs.
+        vae: a fitted VAE of the classifier's inputs; None trains one on the data searched
+            (`vae_epochs` epochs, from `seed`). The VAE searched is `vae_` after `find`.
+        vae_epochs: epochs to train the VAE when none is given.
         n_perturb: Q, latent perturbations drawn per seed.
         k: hits kept per seed (the closest misclassified codes).
         max_radius: distance of the farthest perturbation from the seed's code (the prior has unit variance).
@@ -57,57 +63,62 @@ class Defuse:
         region_samples: samples drawn per region (split 50% train, 20% val, 30% heldout).
         min_error: least share of a region's samples that must be misclassified.
         min_consistency: least share of its misclassified samples with the commonest prediction.
+        n_typical: region samples kept as "most typical" for the report.
         batch_size: decodes classified per forward pass.
         seed: seed for every random draw.
+        quiet: hide the progress bars.
     """
 
-    needs_model = True
+    name: ClassVar[str] = "defuse"
+    requires: ClassVar[tuple[str, ...]] = ("model", "images")
+    constraints: ClassVar[dict] = {
+        "vae": IsA(VAE, none=True),
+        "vae_epochs": Interval(1, None, integer=True),
+        "n_perturb": Interval(1, None, integer=True),
+        "k": Interval(1, None, integer=True),
+        "max_radius": Interval(0, None, open_low=True),
+        "max_seeds": Interval(1, None, integer=True),
+        "max_regions": Interval(1, None, integer=True),
+        "min_hits": Interval(1, None, integer=True),
+        "min_share": Interval(0, 1),
+        "sample_scale": Interval(0, None, open_low=True),
+        "region_samples": Interval(10, None, integer=True),
+        "min_error": Interval(0, 1),
+        "min_consistency": Interval(0, 1),
+        "n_typical": Interval(0, None, integer=True),
+        "batch_size": Interval(1, None, integer=True),
+        "seed": Interval(0, None, integer=True),
+    }
 
-    def __init__(
-        self,
-        vae: VAE,
-        n_perturb: int = 50,
-        k: int = 5,
-        max_radius: float = 2.0,
-        max_seeds: int = 1000,
-        max_regions: int = 20,
-        min_hits: int = 10,
-        min_share: float = 0.01,
-        sample_scale: float = 1.0,
-        region_samples: int = 300,
-        min_error: float = 0.6,
-        min_consistency: float = 0.6,
-        n_typical: int = 16,
-        batch_size: int = 2048,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
-        if n_perturb < 1 or k < 1 or max_seeds < 1 or max_regions < 1 or region_samples < 10:
-            raise SettingsError("n_perturb, k, max_seeds and max_regions must be at least 1, region_samples at least 10")
-        if not 0 < max_radius or not 0 < sample_scale:
-            raise SettingsError("max_radius and sample_scale must be positive")
-        self.vae, self.n_perturb, self.k, self.max_radius, self.max_seeds = vae, n_perturb, k, max_radius, max_seeds
-        self.max_regions, self.min_hits, self.sample_scale = max_regions, min_hits, sample_scale
-        self.min_share = min_share
-        self.region_samples, self.min_error, self.min_consistency = region_samples, min_error, min_consistency
-        self.n_typical, self.batch_size, self.seed, self.quiet = n_typical, batch_size, seed, quiet
-
-    def get_params(self) -> dict[str, object]:
-        keys = ("n_perturb", "k", "max_radius", "max_seeds", "max_regions", "min_hits", "min_share", "sample_scale",
-                "region_samples", "min_error", "min_consistency", "seed")
-        return {key: getattr(self, key) for key in keys} | {"latent_dim": self.vae.latent_dim}
+    vae: VAE | None = None
+    vae_epochs: int = 80
+    n_perturb: int = 50
+    k: int = 5
+    max_radius: float = 2.0
+    max_seeds: int = 1000
+    max_regions: int = 20
+    min_hits: int = 10
+    min_share: float = 0.01
+    sample_scale: float = 1.0
+    region_samples: int = 300
+    min_error: float = 0.6
+    min_consistency: float = 0.6
+    n_typical: int = 16
+    batch_size: int = 2048
+    seed: int = 0
+    quiet: bool = True
 
     def _classify(self, clf: Classifier, images: torch.Tensor) -> np.ndarray:
-        return np.concatenate([clf.logits(b).argmax(1).numpy() for b in images.split(self.batch_size)])
+        return clf.predict_probs(images, self.batch_size).argmax(1)
 
     @torch.no_grad()
-    def _seeds(self, clf: Classifier, source: Source, rng: np.random.Generator):
-        xs, ys = zip(*source.batches(self.batch_size))
-        x, y = torch.cat(xs), torch.cat(ys).numpy()
-        self.vae.eval()
-        mu = torch.cat([self.vae.encode(b)[0] for b in x.split(self.batch_size)])
-        recon = torch.cat([self.vae.decode(m) for m in mu.split(self.batch_size)])
-        eligible = np.flatnonzero((self._classify(clf, x) == y) & (self._classify(clf, recon) == y))
+    def _seeds(self, clf: Classifier, outputs: Outputs, data: Source, rng: np.random.Generator):
+        x = torch.from_numpy(data.arrays(self.batch_size)[0])
+        y = outputs.labels
+        self.vae_.eval()
+        mu = torch.cat([self.vae_.encode(b)[0] for b in x.split(self.batch_size)])
+        recon = torch.cat([self.vae_.decode(m) for m in mu.split(self.batch_size)])
+        eligible = np.flatnonzero(outputs.correct & (self._classify(clf, recon) == y))
         if len(eligible) == 0:
             raise DataError("no seed: the classifier gets no sample and its reconstruction right; train the VAE longer")
         chosen = np.sort(rng.choice(eligible, min(self.max_seeds, len(eligible)), replace=False))
@@ -123,7 +134,7 @@ class Defuse:
             m = mu[start : start + per_chunk]
             eps = torch.randn(len(m), self.n_perturb, m.shape[1], generator=gen)
             z = m[:, None] + radii[None, :, None] * eps / eps.norm(dim=2, keepdim=True)
-            preds = self._classify(clf, self.vae.decode(z.reshape(-1, m.shape[1]))).reshape(len(m), self.n_perturb)
+            preds = self._classify(clf, self.vae_.decode(z.reshape(-1, m.shape[1]))).reshape(len(m), self.n_perturb)
             dist = (z - m[:, None]).norm(dim=2).numpy()
             for j in range(len(m)):
                 i = start + j
@@ -136,18 +147,25 @@ class Defuse:
         return {"seed": np.array(seed_idx), "seed_label": np.array(seed_label), "pred": np.array(pred),
                 "z": np.stack(z).astype(np.float32), "distance": np.array(dist, np.float32)}
 
-    def find(self, clf: Classifier, source: Source) -> list[FailureMode]:
-        """Search the VAE's latent space around `source`'s samples; return one mode per region.
+    def _find(self, outputs: Outputs, *, clf: Classifier, data: Source, **_) -> list[FailureMode]:
+        """Search the VAE's latent space around the samples of `data`; return one mode per region.
 
         After the call, `tables_` holds the hits, the generated region samples and the VAE's
-        reconstruction and sample grids, for the run folder and the report.
+        reconstruction and sample grids, for the run folder and the report; `vae_` the VAE.
         """
+        if self.vae is not None:
+            self.vae_ = self.vae
+        else:
+            c, h, w = data.sample_shape()
+            if h != w:
+                raise DataError(f"Defuse's VAE takes square images; these are {h}x{w}: give a VAE of your own (vae=...)")
+            self.vae_ = VAE(in_channels=c, size=h).fit(data, epochs=self.vae_epochs, seed=self.seed, quiet=self.quiet)
         rng = np.random.default_rng(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        seeds, labels, mu, originals, recon = self._seeds(clf, source, rng)
+        seeds, labels, mu, originals, recon = self._seeds(clf, outputs, data, rng)
         hits = self._hits(clf, seeds, labels, mu, gen)
         self.tables_ = {
-            "vae": {"originals": originals.numpy(), "reconstructions": recon.numpy(), "samples": self.vae.sample(16, self.seed)},
+            "vae": {"originals": originals.numpy(), "reconstructions": recon.numpy(), "samples": self.vae_.sample(16, self.seed)},
             "defuse_seeds": {"index": seeds, "label": labels, "z": mu.numpy()},
         }
         self.n_seeds_ = len(seeds)
@@ -155,7 +173,7 @@ class Defuse:
             self.tables_["defuse_hits"] = hits or {}
             return []
         self.tables_["defuse_hits"] = hits
-        modes, generated = self._distil(clf, hits, self._candidates(hits), rng)
+        modes, generated = self._distil(clf, hits, self._candidates(hits), rng, outputs.class_names)
         if modes:
             self.tables_["generated"] = generated
         return modes
@@ -196,14 +214,14 @@ class Defuse:
                                    "rows": rows})
         return candidates
 
-    def _distil(self, clf, hits, candidates, rng) -> tuple[list[FailureMode], dict[str, np.ndarray]]:
+    def _distil(self, clf, hits, candidates, rng, names) -> tuple[list[FailureMode], dict[str, np.ndarray]]:
         """Sample every candidate; keep the regions mostly misclassified with one consistent prediction."""
-        modes, images, region_of, preds, splits = [], [], [], [], []
+        modes, images, region_of, preds, splits, labels = [], [], [], [], [], []
         for cand in sorted(candidates, key=lambda cand: -cand["rows"].sum()):
             label, in_c = cand["label"], cand["rows"]
             z = rng.multivariate_normal(cand["mean"], self.sample_scale * cand["cov"], self.region_samples)
             with torch.no_grad():
-                decoded = self.vae.decode(torch.from_numpy(z.astype(np.float32)))
+                decoded = self.vae_.decode(torch.from_numpy(z.astype(np.float32)))
             pred = self._classify(clf, decoded)
             wrong = pred != label
             if not wrong.any():
@@ -216,32 +234,28 @@ class Defuse:
             split = np.repeat([0, 1, 2], [n_train, n_val, len(z) - n_train - n_val])
             rng.shuffle(split)
             members = sum(len(p) for p in preds) + np.arange(len(z))
-            modes.append(self._mode(len(modes), members, cand, hits, top_pred, error, consistency, pred, clf))
+            modes.append(self._region_mode(len(modes), members, cand, hits, top_pred, error, consistency, pred, names))
             images.append(decoded.numpy())
             region_of.append(np.full(len(z), len(modes) - 1))
             preds.append(pred)
             splits.append(split)
+            labels.append(np.full(len(z), label))
         if not modes:
             return [], {}
         generated = {"images": np.concatenate(images).astype(np.float32), "region": np.concatenate(region_of),
-                     "pred": np.concatenate(preds), "split": np.concatenate(splits)}
+                     "pred": np.concatenate(preds), "label": np.concatenate(labels), "split": np.concatenate(splits)}
         return modes, generated
 
-    def _mode(self, j, members, cand, hits, top_pred, error, consistency, pred, clf) -> FailureMode:
+    def _region_mode(self, j, members, cand, hits, top_pred, error, consistency, pred, names) -> FailureMode:
         label, in_c, component = cand["label"], cand["rows"], cand["component"]
-        names = clf.class_names or tuple(str(i) for i in range(max(int(hits["pred"].max()), int(label)) + 1))
         purity = float((hits["seed_label"][in_c] == label).mean())
         around = hits["seed_label"][hits["component"] == component]
         pair_share = float(((hits["seed_label"][in_c] == label) & (hits["pred"][in_c] == top_pred)).mean())
         summary = (f"{names[label]} read as {names[top_pred]}: {error:.0%} of {len(members)} region samples are misclassified, "
                    f"{consistency:.0%} of those as {names[top_pred]}; {int(in_c.sum())} hits, {purity:.0%} from seeds of {names[label]}")
         typical = [int(members[i]) for i in np.argsort(pred != label, kind="stable")[::-1][: self.n_typical]]
-        return FailureMode(
-            id=f"defuse-{j}",
-            method="defuse",
-            summary=summary,
-            members=members,
-            source="generated",
+        return self._mode(
+            j, members, summary=summary, source="generated",
             metrics={"hits": float(in_c.sum()), "size": float(len(members)), "error_rate": float(error),
                      "consistency": float(consistency), "seed_purity": purity, "pair_share": pair_share,
                      "component_purity": float((around == label).mean())},

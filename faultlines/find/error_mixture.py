@@ -17,17 +17,20 @@ of the component's members minus the data set's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from faultlines.errors import SettingsError
-from faultlines.find.common import describe
+from faultlines.find.base import Finder, Interval
 from faultlines.types import FailureMode, Outputs
 
 
-class ErrorMixture:
+@dataclass(eq=False, repr=False)
+class ErrorMixture(Finder):
     """Find groups of samples that share a region of embedding space and an error pattern.
 
     Args:
@@ -48,33 +51,33 @@ class ErrorMixture:
         gaps_: (n_components,) error-rate gap of each component (NaN below the least size).
     """
 
-    def __init__(
-        self,
-        n_slices: int = 5,
-        n_components: int = 25,
-        n_pca: int = 32,
-        y_weight: float = 10.0,
-        y_hat_weight: float = 10.0,
-        max_iter: int = 100,
-        tol: float = 1e-5,
-        reg_covar: float = 1e-3,
-        min_size: int | None = None,
-        n_typical: int = 16,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
-        if n_slices < 1 or n_components < 1 or n_pca < 1 or max_iter < 1:
-            raise SettingsError("n_slices, n_components, n_pca and max_iter must each be at least 1")
-        if y_weight < 0 or y_hat_weight < 0:
-            raise SettingsError("y_weight and y_hat_weight must not be negative")
-        self.n_slices, self.n_components, self.n_pca = n_slices, n_components, n_pca
-        self.y_weight, self.y_hat_weight = y_weight, y_hat_weight
-        self.max_iter, self.tol, self.reg_covar, self.min_size = max_iter, tol, reg_covar, min_size
-        self.n_typical, self.seed, self.quiet = n_typical, seed, quiet
+    name: ClassVar[str] = "error-mixture"
+    constraints: ClassVar[dict] = {
+        "n_slices": Interval(1, None, integer=True),
+        "n_components": Interval(1, None, integer=True),
+        "n_pca": Interval(1, None, integer=True),
+        "y_weight": Interval(0, None),
+        "y_hat_weight": Interval(0, None),
+        "max_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "reg_covar": Interval(0, None, open_low=True),
+        "min_size": Interval(1, None, integer=True, none=True),
+        "n_typical": Interval(0, None, integer=True),
+        "seed": Interval(0, None, integer=True),
+    }
 
-    def get_params(self) -> dict[str, object]:
-        keys = ("n_slices", "n_components", "n_pca", "y_weight", "y_hat_weight", "max_iter", "tol", "reg_covar", "min_size", "seed")
-        return {k: getattr(self, k) for k in keys}
+    n_slices: int = 5
+    n_components: int = 25
+    n_pca: int = 32
+    y_weight: float = 10.0
+    y_hat_weight: float = 10.0
+    max_iter: int = 100
+    tol: float = 1e-5
+    reg_covar: float = 1e-3
+    min_size: int | None = None
+    n_typical: int = 16
+    seed: int = 0
+    quiet: bool = True
 
     def _initial_resp(self, y: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = y.shape[1]
@@ -110,7 +113,7 @@ class ErrorMixture:
         )
         return np.log(weights)[None] + log_gauss + self.y_weight * y @ np.log(theta).T + self.y_hat_weight * p @ np.log(phi).T
 
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         """Fit the mixture to `outputs` and return its slices with the largest error-rate gaps."""
         rng = np.random.default_rng(self.seed)
         z = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
@@ -140,21 +143,11 @@ class ErrorMixture:
             [wrong[hard == k].mean() - overall if (hard == k).sum() >= min_size else np.nan for k in range(self.n_components)]
         )
         ranked = [int(k) for k in np.argsort(-np.nan_to_num(self.gaps_, nan=-np.inf), kind="stable") if self.gaps_[k] > 0]
-        return [self._mode(outputs, k, rank, hard) for rank, k in enumerate(ranked[: self.n_slices])]
+        return [self._slice_mode(outputs, k, rank, hard) for rank, k in enumerate(ranked[: self.n_slices])]
 
-    def _mode(self, outputs: Outputs, k: int, rank: int, hard: np.ndarray) -> FailureMode:
+    def _slice_mode(self, outputs: Outputs, k: int, rank: int, hard: np.ndarray) -> FailureMode:
         members = np.flatnonzero(hard == k)
         members = members[np.argsort(-self.resp_[members, k], kind="stable")]
-        summary, metrics, evidence = describe(outputs, members, self.n_typical)
-        metrics |= {"error_gap": float(self.gaps_[k]), "mixture_weight": float(self.weights_[k])}
-        evidence |= {"component": k}
-        return FailureMode(
-            id=f"error-mixture-{rank}",
-            method="error-mixture",
-            summary=summary,
-            members=members,
-            weights=self.resp_[members, k].astype(np.float32),
-            source=outputs.source,
-            metrics=metrics,
-            evidence=evidence,
-        )
+        return self._mode(rank, members, outputs, weights=self.resp_[members, k],
+                          metrics={"error_gap": float(self.gaps_[k]), "mixture_weight": float(self.weights_[k])},
+                          evidence={"component": k})

@@ -33,16 +33,18 @@ is outvoted by its other copies when one is swapped, so together they form one r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import torch
 from scipy import ndimage
 
-from faultlines.data.sources import ArraySource, Source
+from faultlines.data.sources import Source
 from faultlines.errors import DataError, SettingsError
-from faultlines.find.common import describe
+from faultlines.find.base import Finder, Interval, IsA, OneOf
 from faultlines.model import Classifier
-from faultlines.probe import probe
-from faultlines.types import FailureMode, check_mask
+from faultlines.types import FailureMode, Outputs, check_mask
 
 BASELINES = ("zero", "mean", "blur")
 #: Global perturbations: name -> what it does, in units of the data's value range.
@@ -58,12 +60,6 @@ def source_images(source: Source, batch_size: int = 512) -> tuple[np.ndarray, np
     return x.astype(np.float32), y
 
 
-def predict(clf: Classifier, x: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, K) and predictions of `clf` on images `x`."""
-    p = np.concatenate([clf.probs(b).cpu().numpy() for b in torch.from_numpy(np.ascontiguousarray(x)).split(batch_size)])
-    return p, p.argmax(1)
-
-
 def window_means(maps: np.ndarray, size: int) -> np.ndarray:
     """Mean of `maps` (..., H, W) over every size x size window: (..., H - size + 1, W - size + 1)."""
     c = np.cumsum(np.cumsum(np.pad(maps, [(0, 0)] * (maps.ndim - 2) + [(1, 0), (1, 0)]), -1), -2)
@@ -71,7 +67,8 @@ def window_means(maps: np.ndarray, size: int) -> np.ndarray:
     return s / (size * size)
 
 
-class PerturbationProbe:
+@dataclass(eq=False, repr=False)
+class PerturbationProbe(Finder):
     """Find image regions the classifier depends on although they carry little of the object.
 
     Args:
@@ -89,42 +86,39 @@ class PerturbationProbe:
         object_mask: optional (H, W) mask of where the object is; replaces the median test.
         batch_size: images per forward pass.
         seed: seed of the subset and the swap pairs.
+        quiet: hide the progress bars.
     """
 
-    needs_model = True
+    name: ClassVar[str] = "perturb"
+    requires: ClassVar[tuple[str, ...]] = ("model", "images")
+    constraints: ClassVar[dict] = {
+        "patch": Interval(1, None, integer=True),
+        "stride": Interval(1, None, integer=True),
+        "baseline": OneOf(BASELINES),
+        "max_samples": Interval(2, None, integer=True, none=True),
+        "min_drop": Interval(0, 1, open_low=True, open_high=True),
+        "max_object": Interval(0, 1),
+        "min_flip": Interval(0, 1, open_low=True),
+        "swaps": Interval(1, None, integer=True),
+        "max_regions": Interval(1, None, integer=True),
+        "object_mask": IsA(np.ndarray, none=True),
+        "batch_size": Interval(1, None, integer=True),
+        "seed": Interval(0, None, integer=True),
+    }
 
-    def __init__(
-        self,
-        patch: int = 3,
-        stride: int = 1,
-        baseline: str = "zero",
-        max_samples: int | None = 1000,
-        min_drop: float = 0.05,
-        max_object: float = 0.25,
-        min_flip: float = 0.1,
-        swaps: int = 500,
-        max_regions: int = 8,
-        object_mask: np.ndarray | None = None,
-        batch_size: int = 1024,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
-        if baseline not in BASELINES:
-            raise SettingsError(f"baseline must be one of {', '.join(BASELINES)}, not {baseline!r}")
-        if patch < 1 or stride < 1 or swaps < 1 or max_regions < 1:
-            raise SettingsError("patch, stride, swaps and max_regions must be at least 1")
-        if not 0 <= max_object <= 1 or not 0 < min_flip <= 1 or not 0 < min_drop < 1:
-            raise SettingsError("max_object must lie in [0, 1], min_flip in (0, 1] and min_drop in (0, 1)")
-        if max_samples is not None and max_samples < 2:
-            raise SettingsError("max_samples must be at least 2")
-        self.patch, self.stride, self.baseline, self.max_samples = patch, stride, baseline, max_samples
-        self.min_drop, self.max_object, self.min_flip, self.swaps = min_drop, max_object, min_flip, swaps
-        self.max_regions, self.object_mask, self.batch_size = max_regions, object_mask, batch_size
-        self.seed, self.quiet = seed, quiet
-
-    def get_params(self) -> dict[str, object]:
-        keys = ("patch", "stride", "baseline", "max_samples", "min_drop", "max_object", "min_flip", "swaps", "max_regions", "seed")
-        return {k: getattr(self, k) for k in keys} | {"object_mask": self.object_mask is not None}
+    patch: int = 3
+    stride: int = 1
+    baseline: str = "zero"
+    max_samples: int | None = 1000
+    min_drop: float = 0.05
+    max_object: float = 0.25
+    min_flip: float = 0.1
+    swaps: int = 500
+    max_regions: int = 8
+    object_mask: np.ndarray | None = None
+    batch_size: int = 1024
+    seed: int = 0
+    quiet: bool = True
 
     # -- sensitivity -----------------------------------------------------------------------
 
@@ -172,7 +166,8 @@ class PerturbationProbe:
         preds, rows = probs.argmax(1), np.arange(len(x))
         results = []
         for name, xp in changed.items():
-            p, pred = predict(clf, xp.astype(np.float32), self.batch_size)
+            p = clf.predict_probs(xp.astype(np.float32), self.batch_size)
+            pred = p.argmax(1)
             results.append({"perturbation": name, "what": GLOBAL[name],
                             "certainty_drop": float((probs[rows, preds] - p[rows, preds]).mean()),
                             "changed": float((pred != preds).mean()),
@@ -243,8 +238,8 @@ class PerturbationProbe:
         pasted, control = x[rec].copy(), x[rec].copy()
         pasted[:, :, mask] = x[other][:, :, mask]
         control[:, :, mask] = x[same][:, :, mask]
-        _, after = predict(clf, pasted, self.batch_size)
-        _, after_control = predict(clf, control, self.batch_size)
+        after = clf.predict_probs(pasted, self.batch_size).argmax(1)
+        after_control = clf.predict_probs(control, self.batch_size).argmax(1)
         changed = after != preds[rec]
         followed = after == preds[other]
         # examples for the report: pasted images whose prediction followed the donor first
@@ -253,7 +248,7 @@ class PerturbationProbe:
                     examples=np.lexsort((~changed, ~followed))[:8].tolist())
         return test
 
-    def _mode(self, test: dict, k: int, probed, rows: np.ndarray, per_window: np.ndarray, share: np.ndarray) -> FailureMode:
+    def _region_mode(self, test: dict, k: int, outputs: Outputs, rows: np.ndarray, per_window: np.ndarray, share: np.ndarray) -> FailureMode:
         """The FailureMode of a flagged region: the probed images whose certainty depends on it."""
         own, flip, follow = test["own"], test["flip_rate"], test["follow_rate"]
         members = np.flatnonzero(own >= self.min_drop)
@@ -261,17 +256,15 @@ class PerturbationProbe:
         drop = float(np.mean([per_window[:, r, c].mean() for r, c in test["windows"]]))
         obj = float(np.mean([share[r, c] for r, c in test["windows"]]))
         where = "; ".join(f"rows {r}-{r + self.patch - 1}, columns {c}-{c + self.patch - 1}" for r, c in test["windows"])
-        summary, metrics, evidence = describe(probed, members) if len(members) else ("no single image depends on it", {}, {})
         summary = (f"the model depends on the region at {where} (mean certainty drop {drop:.2f} when occluded) though it "
                    f"holds little of the object; pasted from another class it changes {flip:.0%} more predictions than from the "
-                   f"same class ({follow:.0%} become the donor's class). " + summary)
-        metrics |= {"mean_drop": drop, "object_share": obj, "flip_rate": flip, "follow_rate": follow}
-        evidence |= {"mask": test["mask"].tolist(), "windows": [[r, c, self.patch, self.patch] for r, c in test["windows"]],
-                     "typical": [int(i) for i in rows[members[:16]]]}
-        return FailureMode(f"perturb-{k}", "perturb", summary, rows[members], None, probed.source, metrics, evidence)
+                   f"same class ({follow:.0%} become the donor's class). " + ("" if len(members) else "no single image depends on it"))
+        return self._mode(k, rows[members], outputs, summary=summary,
+                          metrics={"mean_drop": drop, "object_share": obj, "flip_rate": flip, "follow_rate": follow},
+                          evidence={"mask": test["mask"].tolist(), "windows": [[r, c, self.patch, self.patch] for r, c in test["windows"]]})
 
-    def find(self, clf: Classifier, source: Source) -> list[FailureMode]:
-        """Probe `source`'s images; return one FailureMode per flagged region.
+    def _find(self, outputs: Outputs, *, clf: Classifier, data: Source, **_) -> list[FailureMode]:
+        """Occlude the images of `data`; return one FailureMode per flagged region.
 
         Each mode's evidence holds its "mask" (H, W), its "windows" (row, column, height,
         width) and "swap_rows": rows of `tables_["perturb_swaps"]`, the images before and
@@ -280,7 +273,7 @@ class PerturbationProbe:
         test), `joint_` (the candidates that failed alone, tested together), `tables_` and
         `analyses_` for the run folder and the report.
         """
-        x_all, y_all = source_images(source, self.batch_size)
+        x_all, y_all = source_images(data, self.batch_size)
         h, w = x_all.shape[-2:]
         if self.patch > min(h, w):
             raise SettingsError(f"the window ({self.patch} pixels) is larger than the images ({h}x{w})")
@@ -289,9 +282,7 @@ class PerturbationProbe:
         if self.max_samples is not None and len(rows) > self.max_samples:
             rows = np.sort(rng.choice(len(rows), self.max_samples, replace=False))
         x, y = x_all[rows], y_all[rows]
-        # probe() refuses, with a clear message, images of a size the model does not take
-        probed = probe(clf, ArraySource(x, y, clf.class_names or source.class_names, name=source.name), self.batch_size, quiet=True)
-        probs, preds = probed.probs, probed.preds
+        probs, preds = outputs.probs[rows], outputs.preds[rows]
         maps = self.sensitivity(clf, x, preds)
         classes = np.unique(y)
         self.maps_ = {"overall": maps.mean(0), "classes": classes, "per_class": np.stack([maps[y == c].mean(0) for c in classes])}
@@ -319,7 +310,7 @@ class PerturbationProbe:
         swaps: dict[str, list] = {"before": [], "after": [], "region": [], "pred_before": [], "pred_after": []}
         for test in sorted(alone, key=lambda t: -t["flip_rate"])[: self.max_regions]:
             first = len(swaps["before"])
-            mode = self._mode(test, len(modes), probed, rows, per_window, share)
+            mode = self._region_mode(test, len(modes), outputs, rows, per_window, share)
             mode.evidence["swap_rows"] = list(range(first, first + len(test["examples"])))
             modes.append(mode)
             for i in test["examples"]:
@@ -333,5 +324,5 @@ class PerturbationProbe:
         if swaps["before"]:
             self.tables_["perturb_swaps"] = {k: np.asarray(v) for k, v in swaps.items()}
         self.analyses_ = {"perturb": {"global": self.global_, "candidates": self.candidates_, "joint": self.joint_,
-                                      "settings": self.get_params(), "samples": int(len(rows))}}
+                                      "settings": self.settings(), "samples": int(len(rows))}}
         return modes

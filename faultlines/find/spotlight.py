@@ -26,19 +26,22 @@ directions, at the price of distances the model itself does not use.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from faultlines.errors import DataError, SettingsError
-from faultlines.find.common import describe
+from faultlines.errors import DataError
+from faultlines.find.base import Finder, Interval, OneOf
 from faultlines.progress import track
 from faultlines.types import FailureMode, Outputs
 
 
-class Spotlight:
+@dataclass(eq=False, repr=False)
+class Spotlight(Finder):
     """Find contiguous high-loss regions of representation space.
 
     Args:
@@ -62,32 +65,31 @@ class Spotlight:
         objectives_: (n_spotlights,) weighted mean loss each spotlight reached on the losses it saw.
     """
 
-    def __init__(
-        self,
-        size: float = 0.02,
-        n_spotlights: int = 5,
-        kernel: str = "linear",
-        pca: int | None = None,
-        n_starts: int = 8,
-        steps: int = 150,
-        lr: float = 0.006,
-        barrier_scale: float = 1.0,
-        n_typical: int = 16,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
-        if kernel not in ("linear", "gaussian"):
-            raise SettingsError(f"kernel must be 'linear' or 'gaussian', not {kernel!r}")
-        if not size > 0:
-            raise SettingsError(f"size must be a positive fraction (< 1) or count (>= 1), not {size}")
-        if n_spotlights < 1 or n_starts < 1 or steps < 1:
-            raise SettingsError("the number of spotlights, starts and steps must each be at least 1")
-        self.size, self.n_spotlights, self.kernel, self.pca = size, n_spotlights, kernel, pca
-        self.n_starts, self.steps, self.lr, self.barrier_scale = n_starts, steps, lr, barrier_scale
-        self.n_typical, self.seed, self.quiet = n_typical, seed, quiet
+    name: ClassVar[str] = "spotlight"
+    constraints: ClassVar[dict] = {
+        "size": Interval(0, None, open_low=True, hint="a fraction of the samples (< 1) or a count (>= 1)"),
+        "n_spotlights": Interval(1, None, integer=True),
+        "kernel": OneOf(("linear", "gaussian")),
+        "pca": Interval(1, None, integer=True, none=True),
+        "n_starts": Interval(1, None, integer=True),
+        "steps": Interval(1, None, integer=True),
+        "lr": Interval(0, None, open_low=True),
+        "barrier_scale": Interval(0, None, open_low=True),
+        "n_typical": Interval(0, None, integer=True),
+        "seed": Interval(0, None, integer=True),
+    }
 
-    def get_params(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in ("size", "n_spotlights", "kernel", "pca", "n_starts", "steps", "lr", "barrier_scale", "seed")}
+    size: float = 0.02
+    n_spotlights: int = 5
+    kernel: str = "linear"
+    pca: int | None = None
+    n_starts: int = 8
+    steps: int = 150
+    lr: float = 0.006
+    barrier_scale: float = 1.0
+    n_typical: int = 16
+    seed: int = 0
+    quiet: bool = True
 
     # -- the search -----------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class Spotlight:
         weight = k.sum(1)
         return k, weight, (k @ losses) / (weight + 1e-12)
 
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         """Find `n_spotlights` high-loss regions in `outputs.embeddings`.
 
         Returns:
@@ -200,30 +202,20 @@ class Spotlight:
         self.precisions_ = np.array(precisions)
         self.objectives_ = np.array(objectives)
         self.weights_ = np.stack(weights, axis=1)
-        return [self._mode(outputs, j) for j in range(self.n_spotlights)]
+        return [self._spotlight_mode(outputs, j) for j in range(self.n_spotlights)]
 
-    def _mode(self, outputs: Outputs, j: int) -> FailureMode:
+    def _spotlight_mode(self, outputs: Outputs, j: int) -> FailureMode:
         k = self.weights_[:, j]
         # Members: the round(sum k) heaviest samples, the spotlight's effective size. (The
         # kernel's support would also count the thin outer shell, which in many dimensions
         # holds a crowd of barely-weighted points.)
         size = max(1, round(float(k.sum())))
         members = np.argsort(-k, kind="stable")[:size]
-        summary, metrics, evidence = describe(outputs, members, self.n_typical)
         w = k[members]
-        metrics |= {
+        metrics = {
             "weight": float(k.sum()),
             "weighted_loss": float(w @ outputs.losses[members] / max(w.sum(), 1e-12)),
             "objective": float(self.objectives_[j]),
         }
-        evidence |= {"precision": float(self.precisions_[j]), "kernel": self.kernel}
-        return FailureMode(
-            id=f"spotlight-{j}",
-            method="spotlight",
-            summary=summary,
-            members=members,
-            weights=w.astype(np.float32),
-            source=outputs.source,
-            metrics=metrics,
-            evidence=evidence,
-        )
+        evidence = {"precision": float(self.precisions_[j]), "kernel": self.kernel}
+        return self._mode(j, members, outputs, weights=w, metrics=metrics, evidence=evidence)

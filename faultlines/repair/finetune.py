@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import DataError
-from faultlines.probe import accuracy
-from faultlines.train import cross_entropy, fit
+from faultlines.train import accuracy, cross_entropy, fit
 
 
 @dataclass
@@ -96,7 +94,7 @@ def finetune(
 
         def region_term(m: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float = lam) -> torch.Tensor:
             rows = torch.randint(len(region_y), (batch_size,), generator=gen)
-            return lam * F.cross_entropy(m(region_x[rows]), region_y[rows])
+            return lam * cross_entropy(m, region_x[rows], region_y[rows])
 
         fit(candidate, train, None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss_fn=cross_entropy,
             extra_loss=region_term, quiet=quiet, description=f"fine-tuning, lambda={lam:g}")

@@ -2,23 +2,20 @@
 
 A region's label is the class its samples truly show, or None ("skip": not a valid image, or
 not one class); skipped regions are not used to correct the model. Labels are stored in the
-run folder as labels.json.
+run folder as labels.json (`faultlines.store.save_labels`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from faultlines.errors import DataError, RunDirError, SettingsError
-from faultlines.atomic import write_file
 from faultlines.types import ScanResult
 
 SKIP = "skip"
-LABELS_FILE = "labels.json"
 
 
 def regions(result: ScanResult) -> dict[str, dict]:
@@ -103,20 +100,15 @@ def prompt(result: ScanResult, grids: dict[str, Path], ask: Callable[[str], str]
     return labels
 
 
-def save(run_dir: str | Path, labels: dict[str, int | None], result: ScanResult, how: str) -> Path:
-    """Write labels.json into the run folder atomically (the rest of the run is untouched)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"no run folder at {run_dir}")
+def to_record(labels: dict[str, int | None], result: ScanResult, how: str) -> dict:
+    """The labels as the run folder keeps them (`store.save_labels`): by class name, and how they were given."""
     names = result.outputs.class_names
-    record = {"how": how, "labels": {r: (None if c is None else names[c]) for r, c in labels.items()}}
-    return write_file(run_dir / LABELS_FILE, json.dumps(record, indent=1))
+    return {"how": how, "labels": {r: (None if c is None else names[c]) for r, c in labels.items()}}
 
 
-def load(run_dir: str | Path, result: ScanResult) -> dict[str, int | None]:
-    """The labels stored in the run folder, as class ids (None = skip)."""
-    path = Path(run_dir) / LABELS_FILE
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} has no labels yet; run `faultlines label {run_dir}` first")
-    stored = json.loads(path.read_text(encoding="utf-8"))["labels"]
-    return {r: (None if name is None else _class_id(result, name, str(path))) for r, name in stored.items()}
+def from_record(record: dict, result: ScanResult, where: str) -> dict[str, int | None]:
+    """Stored labels (`store.load_labels`) as class ids (None = skip); `where` names the file in errors."""
+    stored = record.get("labels")
+    if not isinstance(stored, dict):
+        raise RunDirError(f"{where} holds no labels; label the regions again")
+    return {r: (None if name is None else _class_id(result, name, where)) for r, name in stored.items()}

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import DataError, SettingsError
-from faultlines.probe import accuracy
-from faultlines.train import fit, logits, reset_weights
+from faultlines.train import accuracy, fit, logits, reset_weights
 from faultlines.types import check_mask
 
 

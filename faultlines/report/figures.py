@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from faultlines.images import png_bytes  # noqa: E402
 from faultlines.types import FailureMode, Outputs  # noqa: E402
 
 #: Points drawn in the embedding map at most; more are subsampled (modes' members always drawn).
@@ -33,24 +34,7 @@ def _figure_uri(fig: plt.Figure) -> str:
 
 def image_uri(image: np.ndarray) -> str:
     """A uint8 image (H, W) or (H, W, 3) as a data URI."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return png_uri(buf.getvalue())
-
-
-def tile(images: np.ndarray, columns: int = 16, pad: int = 1) -> np.ndarray:
-    """(N, C, H, W) images in [0, 1] side by side, `columns` per row, as one uint8 image."""
-    images = np.clip(np.asarray(images, np.float32), 0, 1)
-    n, c, h, w = images.shape
-    rows = -(-n // columns)
-    grid = np.ones((c, rows * (h + pad) + pad, columns * (w + pad) + pad), np.float32)
-    for i, im in enumerate(images):
-        r, q = divmod(i, columns)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = im
-    grid = np.round(grid * 255).astype(np.uint8)
-    return grid[0] if c == 1 else np.moveaxis(grid, 0, -1)
+    return png_uri(png_bytes(image))
 
 
 def confusion_matrix(outputs: Outputs) -> str:

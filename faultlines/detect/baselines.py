@@ -1,6 +1,6 @@
-"""Detectors of likely mistakes that a user would otherwise reach for, with one shape:
+"""Detectors of likely mistakes that a user would otherwise reach for, on the `Detector` shape:
 `fit(train_outputs)` then `score(outputs)`, higher = more suspect. They run beside
-`FeatureDensity` in the density benchmark.
+`FeatureDensity` in the density analysis and its benchmark.
 
 - MSP: maximum softmax probability (Hendrycks and Gimpel 2017).
 - Energy: -logsumexp of the logits (Liu et al. 2020).
@@ -18,43 +18,37 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.neighbors import NearestNeighbors
 
-from faultlines.errors import DataError
+from faultlines.detect.base import Detector
 from faultlines.types import Outputs
 
 
-class MSP:
+class MSP(Detector):
     name = "msp"
+    uses_features = False
 
-    def fit(self, train: Outputs) -> MSP:
-        return self
-
-    def score(self, outputs: Outputs) -> np.ndarray:
+    def _score(self, outputs: Outputs) -> np.ndarray:
         return -outputs.probs.max(1).astype(np.float64)
 
 
-class Energy:
+class Energy(Detector):
     name = "energy"
+    uses_features = False
+    needs_logits = True
 
-    def fit(self, train: Outputs) -> Energy:
-        return self
-
-    def score(self, outputs: Outputs) -> np.ndarray:
-        if outputs.logits is None:
-            raise DataError("the energy score needs logits: probe a model, not an embedding table")
+    def _score(self, outputs: Outputs) -> np.ndarray:
         return -logsumexp(outputs.logits.astype(np.float64), axis=1)
 
 
-class Mahalanobis:
+class Mahalanobis(Detector):
     name = "mahalanobis"
 
-    def fit(self, train: Outputs) -> Mahalanobis:
+    def _fit(self, train: Outputs) -> None:
         x = train.embeddings.astype(np.float64)
         self.means_ = np.stack([x[train.labels == c].mean(0) for c in range(train.num_classes) if (train.labels == c).any()])
         centred = x - self.means_[np.searchsorted(np.unique(train.labels), train.labels)]
         self.precision_ = np.linalg.pinv(np.cov(centred, rowvar=False) + 1e-6 * np.eye(x.shape[1]))
-        return self
 
-    def score(self, outputs: Outputs) -> np.ndarray:
+    def _score(self, outputs: Outputs) -> np.ndarray:
         d = outputs.embeddings.astype(np.float64)[:, None, :] - self.means_[None]
         return np.einsum("nkd,de,nke->nk", d, self.precision_, d).min(1)
 
@@ -63,30 +57,28 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class KNN:
+class KNN(Detector):
     name = "knn"
 
     def __init__(self, k: int = 50):
         self.k = k
 
-    def fit(self, train: Outputs) -> KNN:
+    def _fit(self, train: Outputs) -> None:
         self.index_ = NearestNeighbors(n_neighbors=min(self.k, train.n)).fit(_unit(train.embeddings.astype(np.float64)))
-        return self
 
-    def score(self, outputs: Outputs) -> np.ndarray:
+    def _score(self, outputs: Outputs) -> np.ndarray:
         dist, _ = self.index_.kneighbors(_unit(outputs.embeddings.astype(np.float64)))
         return dist[:, -1]
 
 
-class TrustScore:
+class TrustScore(Detector):
     name = "trust-score"
 
-    def fit(self, train: Outputs) -> TrustScore:
+    def _fit(self, train: Outputs) -> None:
         x = train.embeddings.astype(np.float64)
         self.indexes_ = {c: NearestNeighbors(n_neighbors=1).fit(x[train.labels == c]) for c in np.unique(train.labels)}
-        return self
 
-    def score(self, outputs: Outputs) -> np.ndarray:
+    def _score(self, outputs: Outputs) -> np.ndarray:
         x = outputs.embeddings.astype(np.float64)
         classes = sorted(self.indexes_)
         dist = np.stack([self.indexes_[c].kneighbors(x)[0][:, 0] for c in classes], axis=1)

@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 
-from faultlines.data.sources import ArraySource
+from faultlines.data.sources import ArraySource, Source
 from faultlines.errors import SettingsError
 from faultlines.model import Classifier
 
 
-def adversarial(clf: Classifier, source: ArraySource, method: str = "pgd", epsilon: float = 0.1, steps: int = 10,
+def adversarial(clf: Classifier, source: Source, method: str = "pgd", epsilon: float = 0.1, steps: int = 10,
                 lower: float = 0.0, upper: float = 1.0, batch_size: int = 256) -> ArraySource:
     """`source`'s inputs attacked to change the classifier's prediction away from the true label.
 
@@ -29,7 +29,7 @@ def adversarial(clf: Classifier, source: ArraySource, method: str = "pgd", epsil
         raise SettingsError(f"method must be 'fgsm' or 'pgd' and epsilon positive (got {method!r}, {epsilon})")
     module = clf.module.eval()
     forward = (lambda x: module(clf.preprocess(x))) if clf.preprocess is not None else module
-    attacked = []
+    attacked, labels = [], []
     with warnings.catch_warnings():
         # captum's PGD steps take fresh tensors and say each time that it switched their gradients on
         warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
@@ -40,4 +40,5 @@ def adversarial(clf: Classifier, source: ArraySource, method: str = "pgd", epsil
                 adv = PGD(forward, lower_bound=lower, upper_bound=upper).perturb(
                     x, radius=epsilon, step_size=2.5 * epsilon / steps, step_num=steps, target=y)
             attacked.append(adv.detach().numpy())
-    return ArraySource(np.concatenate(attacked), source.y, source.class_names, name=f"{source.name}/{method}-{epsilon:g}")
+            labels.append(y.numpy())
+    return ArraySource(np.concatenate(attacked), np.concatenate(labels), source.class_names, name=f"{source.name}/{method}-{epsilon:g}")

@@ -23,10 +23,21 @@ tells mistakes apart with AUROC 0.82-0.87 and this score with 0.98-0.99 (benchma
 data with known mistakes: one-sided Mann-Whitney U and Kolmogorov-Smirnov tests that the
 log-density of misclassified samples is lower than that of correct ones. `calibrate` sets a
 conformal threshold on held-out correctly classified samples, so that `predict` flags at most
-a chosen share (`fpr`) of inputs like them.
+a chosen share (`fpr`) of inputs like them (the `Detector` base).
+
+FeatureDensity is also a finder (name "density", it requires the training outputs): `find`
+fits it on `train` (early stopping and calibration on `val`, or on a share of `train`) unless
+it is fitted already, and returns the flagged samples of each predicted class as a mode. With
+`compare=True` it also runs `faultlines.detect.analysis.analyse` for the report: the other
+density models and the baselines on the mistakes and, for an image model, on attacks and OOD
+images.
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,13 +47,16 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 from faultlines.data.sources import ArraySource
+from faultlines.detect.analysis import analyse
+from faultlines.detect.base import Detector
 from faultlines.errors import DataError, SettingsError
-from faultlines.find.common import describe
+from faultlines.find.base import Finder, Interval, OneOf, input_shape
 from faultlines.train import fit as train_fit
 from faultlines.types import FailureMode, Outputs
 
 
-class FeatureDensity:
+@dataclass(eq=False, repr=False)
+class FeatureDensity(Detector, Finder):
     """A density model of a classifier's features, and a detector of likely mistakes built on it.
 
     Args:
@@ -60,41 +74,56 @@ class FeatureDensity:
         val_fraction: share of the fitting data held out for early stopping and calibration
             when `fit` is given no held-out outputs.
         fpr: share of held-out correct samples the calibrated detector may flag.
+        compare: as a finder, also fit the other density models and the baselines on the
+            training outputs (when `find` is given them) and score them all (the report's
+            table); see `faultlines.detect.analysis`.
         seed: seed for the split, the flow's initialisation and the mixture.
+        quiet: hide the progress bars.
     """
 
-    def __init__(
-        self,
-        model: str = "flow",
-        conditional: bool = False,
-        pca: int | None = None,
-        transforms: int = 4,
-        hidden: tuple[int, ...] = (128, 128),
-        epochs: int = 200,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        patience: int = 15,
-        noise: float = 0.1,
-        n_components: int = 10,
-        val_fraction: float = 0.2,
-        fpr: float = 0.05,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
-        if model not in ("flow", "gmm"):
-            raise SettingsError(f"model must be 'flow' or 'gmm', not {model!r}")
-        if conditional and model != "flow":
-            raise SettingsError("conditional=True needs model='flow'")
-        if not 0 < fpr < 1 or not 0 < val_fraction < 1:
-            raise SettingsError("fpr and val_fraction must lie strictly between 0 and 1")
-        self.model, self.pca, self.transforms, self.hidden = model, pca, transforms, tuple(hidden)
-        self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
-        self.n_components, self.val_fraction, self.fpr, self.seed, self.quiet = n_components, val_fraction, fpr, seed, quiet
-        self.noise, self.conditional = noise, conditional
+    name: ClassVar[str] = "density"
+    requires: ClassVar[tuple[str, ...]] = ("train",)
+    constraints: ClassVar[dict] = {
+        "model": OneOf(("flow", "gmm")),
+        "pca": Interval(1, None, integer=True, none=True),
+        "transforms": Interval(1, None, integer=True),
+        "epochs": Interval(1, None, integer=True),
+        "batch_size": Interval(1, None, integer=True),
+        "lr": Interval(0, None, open_low=True),
+        "patience": Interval(1, None, integer=True),
+        "noise": Interval(0, None),
+        "n_components": Interval(1, None, integer=True),
+        "val_fraction": Interval(0, 1, open_low=True, open_high=True),
+        "fpr": Interval(0, 1, open_low=True, open_high=True),
+        "seed": Interval(0, None, integer=True),
+    }
 
-    def get_params(self) -> dict[str, object]:
-        keys = ("model", "conditional", "pca", "transforms", "hidden", "epochs", "lr", "patience", "noise", "n_components", "fpr", "seed")
-        return {k: getattr(self, k) for k in keys}
+    model: str = "flow"
+    conditional: bool = False
+    pca: int | None = None
+    transforms: int = 4
+    hidden: tuple[int, ...] = (128, 128)
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    patience: int = 15
+    noise: float = 0.1
+    n_components: int = 10
+    val_fraction: float = 0.2
+    fpr: float = 0.05
+    compare: bool = True
+    seed: int = 0
+    quiet: bool = True
+
+    def _check(self) -> None:
+        if self.conditional and self.model != "flow":
+            raise SettingsError("FeatureDensity: conditional=True needs model='flow'")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise SettingsError(f"FeatureDensity: hidden must be one or more layer sizes of at least 1, not {self.hidden!r}")
+
+    def requirements(self) -> tuple[str, ...]:
+        """The training outputs, until the density is fitted."""
+        return () if hasattr(self, "n_features_in_") else self.requires
 
     def _features(self, outputs: Outputs, fitting: bool = False) -> np.ndarray:
         x = np.asarray(outputs.embeddings, np.float64)
@@ -103,17 +132,22 @@ class FeatureDensity:
         if fitting:
             self.scaler_ = StandardScaler().fit(x)
             self.pca_ = PCA(n_components=self.pca, random_state=self.seed).fit(self.scaler_.transform(x)) if self.pca else None
+        else:
+            self._check_input(outputs)
         z = self.scaler_.transform(x)
         return (self.pca_.transform(z) if self.pca_ is not None else z).astype(np.float32)
 
     def fit(self, outputs: Outputs, held_out: Outputs | None = None) -> FeatureDensity:
-        """Fit the density to `outputs.embeddings` (the training split's); labels are not used.
+        """Fit the density to `outputs.embeddings` (the training split's); labels are used
+        only by a conditional flow. Calibrates on the held-out outputs.
 
         Args:
             outputs: features to model.
             held_out: features for early stopping and calibration; default: `val_fraction`
                 of `outputs`, set aside.
         """
+        self.validate()
+        start = time.perf_counter()
         if held_out is None:
             order = np.random.default_rng(self.seed).permutation(outputs.n)
             cut = int(round(self.val_fraction * outputs.n))
@@ -125,14 +159,15 @@ class FeatureDensity:
                 "features, or reduce them with pca=..."
             )
         x = self._features(outputs, fitting=True)
+        self.n_features_in_ = int(outputs.embeddings.shape[1])
         x_val = self._features(held_out)
+        self.classes_ = outputs.num_classes if self.conditional else 0
         if self.model == "gmm":
             self.density_ = GaussianMixture(self.n_components, covariance_type="full", reg_covar=1e-4, random_state=self.seed).fit(x)
         else:
             import zuko
 
             torch.manual_seed(self.seed)
-            self.classes_ = outputs.num_classes if self.conditional else 0
             self.density_ = zuko.flows.MAF(features=x.shape[1], context=self.classes_, transforms=self.transforms,
                                            hidden_features=self.hidden)
 
@@ -147,6 +182,7 @@ class FeatureDensity:
                 loss_fn=nll, patience=self.patience, quiet=self.quiet, description="fitting the flow",
             )
         self.calibrate(held_out)
+        self.fit_seconds_ = time.perf_counter() - start
         return self
 
     def _flow(self, flow, labels: torch.Tensor):
@@ -157,7 +193,8 @@ class FeatureDensity:
 
     def class_log_densities(self, outputs: Outputs) -> np.ndarray:
         """log p(features | c) for every sample and class, (N, C); conditional flows only."""
-        if not getattr(self, "classes_", 0):
+        self._check_fitted()
+        if not self.classes_:
             raise SettingsError("class log-densities need a conditional flow (conditional=True)")
         x = torch.from_numpy(self._features(outputs))
         with torch.no_grad():
@@ -166,6 +203,7 @@ class FeatureDensity:
 
     def log_density(self, outputs: Outputs) -> np.ndarray:
         """log p(features) of every sample, (N,); for a conditional flow, log p(features | predicted class)."""
+        self._check_fitted()
         if self.model == "gmm":
             return self.density_.score_samples(self._features(outputs))
         if self.classes_:
@@ -174,7 +212,7 @@ class FeatureDensity:
         with torch.no_grad():
             return np.concatenate([self.density_().log_prob(b).numpy() for b in x.split(4096)]).astype(np.float64)
 
-    def score(self, outputs: Outputs) -> np.ndarray:
+    def _score(self, outputs: Outputs) -> np.ndarray:
         """-log p(features): the higher, the more likely the model gets the sample wrong. For a
         conditional flow, -log p(f | y_hat) plus the margin of the best other class (module docstring)."""
         if self.model == "gmm" or not self.classes_:
@@ -207,35 +245,20 @@ class FeatureDensity:
                 "ks_d": float(ks.statistic), "ks_p": float(ks.pvalue), "n_wrong": int(len(a)), "n_right": int(len(b)),
                 "sentence": sentence}
 
-    def calibrate(self, held_out: Outputs) -> FeatureDensity:
-        """Keep the scores of held-out correctly classified samples for conformal p-values."""
-        scores = self.score(held_out)[held_out.correct]
-        if len(scores) == 0:
-            raise DataError("calibration needs correctly classified held-out samples")
-        self.calibration_ = np.sort(scores)
-        return self
-
-    def p_values(self, outputs: Outputs) -> np.ndarray:
-        """Conformal p-values: (1 + #calibration scores >= s) / (n + 1) for each score s."""
-        s = self.score(outputs)
-        n = len(self.calibration_)
-        at_least = n - np.searchsorted(self.calibration_, s, side="left")
-        return (1.0 + at_least) / (n + 1.0)
-
-    def predict(self, outputs: Outputs) -> np.ndarray:
-        """(N,) True where a sample is flagged: its conformal p-value is at most `fpr`."""
-        return self.p_values(outputs) <= self.fpr
-
-    def find(self, outputs: Outputs) -> list[FailureMode]:
+    def _find(self, outputs: Outputs, *, clf: Any, data: Any, train: Outputs | None, val: Outputs | None) -> list[FailureMode]:
         """Flagged samples as failure modes, one per predicted class, most suspect first."""
+        if not hasattr(self, "n_features_in_"):
+            self.fit(train, val)
         flagged = np.flatnonzero(self.predict(outputs))
         scores = self.score(outputs)
         modes = []
         for c in np.unique(outputs.preds[flagged]):
             rows = flagged[outputs.preds[flagged] == c]
             rows = rows[np.argsort(-scores[rows], kind="stable")]
-            summary, metrics, evidence = describe(outputs, rows)
-            summary = f"low feature density, predicted {outputs.class_names[c]}: " + summary
-            metrics |= {"mean_score": float(scores[rows].mean())}
-            modes.append(FailureMode(f"density-{len(modes)}", "density", summary, rows, None, outputs.source, metrics, evidence))
+            modes.append(self._mode(len(modes), rows, outputs, summary=f"low feature density, predicted {outputs.class_names[c]}: ",
+                                    metrics={"mean_score": float(scores[rows].mean())}))
+        shape = input_shape(data)
+        images = clf is not None and shape is not None and len(shape) == 3
+        self.analyses_["density"] = analyse(self, outputs, train, val, clf=clf if images else None, data=data if images else None,
+                                            compare=self.compare and train is not None, seed=self.seed, quiet=self.quiet)
         return modes
