@@ -15,6 +15,7 @@ import faultlines as fl
 from faultlines.cli import app
 from faultlines.errors import DataError, NotFittedError, SettingsError
 from faultlines.registry import FINDERS, build
+from faultlines.report import render
 
 runner = CliRunner()
 scan_module = importlib.import_module("faultlines.scan")  # fl.scan is the function
@@ -113,6 +114,8 @@ def test_all_runs_every_finder_the_inputs_allow_and_says_why_others_were_skipped
     result = fl.scan(None, table(), "all", train=table(seed=1), quiet=True)
     assert "density" in [f["name"] for f in result.config["finders"]]
     assert set(result.analyses["density"]["metrics"]) <= {"misclassified vs correct"}
+    page = render(result)
+    assert "Feature density" in page and "only the model's own mistakes are scored" in page
 
 
 def test_feature_density_runs_in_scan_and_fits_itself(clf, splits):
@@ -121,7 +124,7 @@ def test_feature_density_runs_in_scan_and_fits_itself(clf, splits):
     assert density["test"]["mannwhitney_p"] < 0.05
     assert "PGD eps=0.1 vs clean" in density["metrics"] and "trust-score" in density["metrics"]["misclassified vs correct"]
     assert all(m.method == "density" for m in result.modes)
-    assert "Feature density" in fl.report.__globals__["render"](result)
+    assert "Feature density" in render(result)
 
 
 def test_scan_on_the_cli_probes_the_data_once_and_reports_every_finder(model_file, splits, tmp_path, monkeypatch):
