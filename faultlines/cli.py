@@ -173,13 +173,16 @@ def scan_command(
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
     train = train or ("digits:train" if data == "digits" else None)
     val = val or ("digits:val" if data == "digits" else None)
+    for option, value, name in (("--vae", vae, "defuse"), ("--object-mask", object_mask, "perturb")):
+        if value is not None and _named(found, name) is None:
+            raise SettingsError(f"{option} is for the {name} finder; add it to --finders")
     defuse, probe_finder = _named(found, "defuse"), _named(found, "perturb")
-    if vae is not None and defuse is not None:
+    if vae is not None:
         module, _ = load_module(vae)
         if not isinstance(module, VAE):
             raise ModelError(f"{vae} holds a {type(module).__name__}, not a faultlines VAE")
         defuse.set_params(vae=module)
-    if object_mask is not None and probe_finder is not None:
+    if object_mask is not None:
         if isinstance(source, EmbeddingTable):
             raise SettingsError("--object-mask is for image data; an embedding table has no images")
         probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))

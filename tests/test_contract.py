@@ -159,6 +159,9 @@ def test_a_finder_the_inputs_cannot_feed_is_one_line_on_the_cli(tmp_path):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: the defuse finder needs the model")
     assert not (tmp_path / "o").exists()
+    for option, value in (("--vae", tmp_path / "vae.pt"), ("--object-mask", tmp_path / "mask.npy")):
+        refused = run("scan", "--data", tmp_path / "t.parquet", option, value, "--out", tmp_path / "o")
+        assert refused.exit_code == 2 and f"{option} is for the" in refused.stderr and "add it to --finders" in refused.stderr
     result = run("scan", "--data", tmp_path / "t.parquet", "--finders", "all", "--out", tmp_path / "o", "-q")
     assert result.exit_code == 0 and "skipped defuse: the defuse finder needs the model" in result.stdout
 
