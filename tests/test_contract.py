@@ -244,7 +244,7 @@ def _imports(name: str) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("faultlines"):
             for alias in node.names:
                 child = f"{node.module}.{alias.name}"
-                found.add(child if importlib.util.find_spec(node.module).submodule_search_locations and child in _MODULES else node.module)
+                found.add(child if child in _MODULES else node.module)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("faultlines")}
     return found - {name}

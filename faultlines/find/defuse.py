@@ -218,7 +218,7 @@ class Defuse(Finder):
         """Sample every candidate; keep the regions mostly misclassified with one consistent prediction."""
         modes, images, region_of, preds, splits, labels = [], [], [], [], [], []
         for cand in sorted(candidates, key=lambda cand: -cand["rows"].sum()):
-            label, in_c = cand["label"], cand["rows"]
+            label = cand["label"]
             z = rng.multivariate_normal(cand["mean"], self.sample_scale * cand["cov"], self.region_samples)
             with torch.no_grad():
                 decoded = self.vae_.decode(torch.from_numpy(z.astype(np.float32)))
