@@ -4,7 +4,7 @@
     ds = fl.data.digits(seed=0)
     clf = fl.Classifier(module)                       # embeddings: input of the last nn.Linear
     out = fl.probe(clf, ds.test)                      # Outputs: labels, probs, losses, embeddings
-    modes = fl.Spotlight(size=0.02, n_spotlights=5).find(out)
+    modes = fl.Spotlight(size=0.05, n_spotlights=5).find(out)
     result = fl.scan(clf, ds, finders="all"); fl.save_run(result, "runs/a")
 """
 

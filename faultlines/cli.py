@@ -32,6 +32,9 @@ Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
 Finders = Annotated[str, typer.Option(help="Comma-separated finders: spotlight, error-mixture, defuse, density, perturb; or all (every finder the inputs allow).")]
 Density = Annotated[bool, typer.Option("--density", help="Add the density finder (the same as naming it in --finders).")]
+Confirm = Annotated[float | None, typer.Option(help="Share of the rows held out to confirm the modes of finders that choose by errors (spotlight, error-mixture); 0: off. Default 0.5 from 200 rows on.")]
+Alpha = Annotated[float, typer.Option(help="Significance level: a mode is significant when its q-value (Benjamini-Hochberg) is at most this.")]
+ShowAll = Annotated[bool, typer.Option("--show-all", help="Print every mode's summary, not only the significant ones'.")]
 
 
 def _finder_spec(finders: str, density: bool) -> str:
@@ -83,18 +86,30 @@ def _writable_run_dir(out: Path) -> None:
         raise RunDirError(f"the output path {out} is a file; give a folder for the run")
 
 
-def _save(result: ScanResult, out: Path, finders: list, model: bytes | None) -> None:
-    """Write the run folder (with the model and the VAE Defuse searched) and print what was found."""
+def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, show_all: bool = False) -> None:
+    """Write the run folder (with the model and the VAE Defuse searched) and print what was found:
+    the significant modes first (by q-value), each with its measurement; the others marked, and
+    their summaries only with `show_all`."""
     from faultlines.model import checkpoint_bytes
+    from faultlines.significance import ranked, significant
     from faultlines.store import save_run
 
     defuse = _named(finders, "defuse")
     vae = checkpoint_bytes(defuse.vae_) if defuse is not None and hasattr(defuse, "vae_") else None
     save_run(result, out, model=model, vae=vae)
     o = result.outputs
-    typer.echo(f"accuracy {o.accuracy:.4f} on {o.n} {o.source} samples; {len(result.modes)} failure modes:")
-    for mode in result.modes:
-        typer.echo(f"  {mode.id}: {mode.summary}")
+    confirm = result.config.get("confirm", {})
+    kept = [m for m in ranked(result.modes) if significant(m)]
+    held = f", {confirm['heldout_rows']} rows held out to confirm them" if confirm.get("heldout_rows") else ""
+    typer.echo(f"accuracy {o.accuracy:.4f} on {o.n} {o.source} samples; {len(result.modes)} failure modes, "
+               f"{len(kept)} significant at alpha {confirm.get('alpha', 0.05):g}{held}:")
+    for mode in ranked(result.modes):
+        if significant(mode) or show_all:
+            typer.echo(f"  {mode.id}{'' if significant(mode) else ' (not significant)'}: {mode.summary}")
+            typer.echo(f"      {mode.evidence.get('significance', {}).get('sentence', '')}")
+    rest = [m.id for m in result.modes if not significant(m)]
+    if rest and not show_all:
+        typer.echo(f"  not significant (--show-all to list them; all are in the report and scan.json): {', '.join(rest)}")
     for name, reason in result.config.get("skipped", {}).items():
         typer.echo(f"  skipped {name}: {reason}")
     typer.echo(f"report: {out / 'report.html'}")
@@ -104,10 +119,13 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None) -> 
 @_one_line_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("faultlines-demo"),
-    size: Size = 0.02,
+    size: Size = 0.05,
     spotlights: Spotlights = 5,
     finders: Finders = "spotlight",
     density: Density = False,
+    confirm: Confirm = None,
+    alpha: Alpha = 0.05,
+    show_all: ShowAll = False,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -130,9 +148,9 @@ def demo(
         _status(f"training a VAE on {len(splits.train)} digits ({defuse.vae_epochs} epochs)", quiet)
         defuse.set_params(vae=VAE().fit(splits.train, epochs=defuse.vae_epochs, seed=seed, quiet=quiet))
     _status(f"scanning {len(splits.test)} test digits with {', '.join(f.name for f in found)}", quiet)
-    result = scan(clf, splits, found, strict=spec != "all", quiet=quiet, seed=seed)
+    result = scan(clf, splits, found, strict=spec != "all", confirm=confirm, alpha=alpha, quiet=quiet, seed=seed)
     result.config["data"] |= {"spec": "digits"}
-    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES))
+    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES), show_all)
 
 
 @app.command("scan")
@@ -145,7 +163,7 @@ def scan_command(
     factory: Annotated[str | None, typer.Option(help="package.module:callable that builds the model, for a state-dict file.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
     finders: Finders = "spotlight",
-    size: Size = 0.02,
+    size: Size = 0.05,
     spotlights: Spotlights = 5,
     vae: Annotated[Path | None, typer.Option(help="For defuse: a saved faultlines VAE (default: train one on --data).")] = None,
     vae_epochs: Annotated[int, typer.Option(help="For defuse: epochs to train its VAE when none is given.")] = 80,
@@ -154,6 +172,9 @@ def scan_command(
     train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for density; kept for `faultlines fix`.")] = None,
     val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for density's early stopping and calibration; kept for `faultlines fix`.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
+    confirm: Confirm = None,
+    alpha: Alpha = 0.05,
+    show_all: ShowAll = False,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -187,11 +208,11 @@ def scan_command(
             raise SettingsError("--object-mask is for image data; an embedding table has no images")
         probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
     result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
-                  strict=spec != "all", batch_size=batch_size, quiet=quiet, seed=seed)
+                  strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, quiet=quiet, seed=seed)
     result.config["data"] |= {"spec": data, "train": train, "val": val}
     if result.config["model"] is not None:
         result.config["model"] |= {"factory": factory, "layer": layer}
-    _save(result, out, found, model.read_bytes() if model is not None else None)
+    _save(result, out, found, model.read_bytes() if model is not None else None, show_all)
 
 
 @app.command()
@@ -368,6 +389,7 @@ def bench(
     out: Annotated[Path, typer.Option(help="Markdown file for the tables (a .json of every row is written beside it).")] = Path("bench.md"),
     cache: Annotated[Path | None, typer.Option(help="Where trained models and embeddings are cached (default $FAULTLINES_CACHE or ~/.cache/faultlines).")] = None,
     sentiment_dir: Annotated[Path | None, typer.Option(help="Folder of the sentiment labelled sentences (amazon/imdb/yelp .txt), for the text problem.")] = None,
+    split: Annotated[str, typer.Option(help="Split scanned: test (the planted slices), or train (e.g. noisy's flipped labels).")] = "test",
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -386,9 +408,9 @@ def bench(
             _status("skipping the text problem: no --sentiment-dir given and ../shared/data has none", quiet)
     if seeds < 1:
         raise SettingsError("--seeds must be at least 1")
-    rows = run_bench(names, range(seed, seed + seeds), alpha, cache, sentiment_dir, quiet=quiet)
+    rows = run_bench(names, range(seed, seed + seeds), alpha, cache, sentiment_dir, quiet=quiet, split=split)
     table = markdown(rows)
-    command = f"faultlines bench --problems {','.join(names)} --seeds {seeds} --alpha {alpha} --seed {seed}"
+    command = f"faultlines bench --problems {','.join(names)} --seeds {seeds} --alpha {alpha} --seed {seed} --split {split}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"`{command}`\n\n{table}", encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(rows_as_dicts(rows), indent=1), encoding="utf-8")

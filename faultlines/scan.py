@@ -9,6 +9,11 @@ naming the missing piece; with `finders="all"` it is skipped, and `config["skipp
 why. The data is probed once; the training and held-out data only when a finder requires
 them. Each finder then gets `find(outputs, clf=, data=, train=, val=)`, and its `tables_` and
 `analyses_` join the result.
+
+Every mode is then measured for significance (`faultlines.significance`): finders that choose
+modes by the rows' errors are run on part of the rows and their modes confirmed on the rest
+(`confirm`, half the rows by default from 200 rows on), and each mode gets its error rate with
+a Wilson interval, a one-sided Fisher test and a Benjamini-Hochberg q-value across the run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ from faultlines.find.base import Finder, missing
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.registry import build
+from faultlines.significance import (
+    ALPHA,
+    assess,
+    check_alpha,
+    check_fraction,
+    confirmable,
+    default_fraction,
+    find_confirmed,
+    split_rows,
+)
 from faultlines.types import FailureMode, ScanResult
 
 
@@ -45,6 +60,8 @@ def scan(
     train: Source | EmbeddingTable | None = None,
     val: Source | EmbeddingTable | None = None,
     strict: bool | None = None,
+    confirm: float | None = None,
+    alpha: float = ALPHA,
     batch_size: int = 256,
     quiet: bool = False,
     seed: int = 0,
@@ -61,13 +78,20 @@ def scan(
             requires them (FeatureDensity).
         strict: a finder that cannot run on these inputs is an error (True) or skipped
             (False); default: skipped for "all", an error otherwise.
-        seed: given to finders built by name, and recorded.
+        confirm: the share of the scanned rows held out to confirm the modes of finders that
+            choose by the rows' errors (Spotlight, ErrorMixture); 0 turns it off (those modes
+            are then never significant); default 0.5 from 200 rows on, else 0.
+        alpha: the level of the significance tests (and 1 - alpha of the intervals).
+        seed: given to finders built by name, and to the held-out split; recorded.
 
     Returns:
-        ScanResult with the outputs, the modes of every finder in order, the config (the
-        finders run and their settings, those skipped and why), the finders' tables and
-        analyses, and previews (images or texts) of each mode's typical members.
+        ScanResult with the outputs, the modes of every finder in order (each with its
+        significance), the config (the finders run and their settings, those skipped and why,
+        the confirmation), the finders' tables and analyses, the held-out rows, and previews (images or texts) of each mode's typical members.
     """
+    alpha = check_alpha(alpha)
+    if confirm is not None:
+        check_fraction(confirm)
     if isinstance(data, Splits):
         train = train if train is not None else data.train
         val = val if val is not None else data.val
@@ -99,20 +123,33 @@ def scan(
     uses_train = train is not None and any("train" in f.requires for f in chosen)
     train_out = probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
     val_out = probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
+    fraction = default_fraction(outputs.n) if confirm is None else confirm
+    heldout = split_rows(outputs.n, fraction, seed) if fraction > 0 and any(confirmable(f) for f in chosen) else None
     modes: list[FailureMode] = []
     tables: dict[str, dict] = {}
     analyses: dict[str, dict] = {}
+    measured: dict[str, str] = {}
     for finder in chosen:
-        modes += finder.find(outputs, clf=clf, data=inputs, train=train_out, val=val_out)
+        inputs_given = {"clf": clf, "data": inputs, "train": train_out, "val": val_out}
+        if heldout is not None and confirmable(finder):
+            modes += find_confirmed(finder, outputs, heldout, **(inputs_given | {"data": None}))
+            measured[finder.name] = "held-out"
+        else:
+            modes += finder.find(outputs, **inputs_given)
+            measured[finder.name] = "in-sample" if finder.looks_at_errors else "all"
         tables |= finder.tables_
         analyses |= finder.analyses_
+    modes = assess(modes, outputs, measured, heldout, alpha)
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names)},
         "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],
         "skipped": skipped,
+        "confirm": {"fraction": fraction if heldout is not None else 0.0, "heldout_rows": 0 if heldout is None else int(heldout.sum()),
+                    "alpha": alpha, "measured": measured},
         "seed": seed,
         "versions": versions(),
     }
-    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables, analyses=analyses)
+    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables, analyses=analyses,
+                      heldout=heldout)

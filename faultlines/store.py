@@ -2,7 +2,8 @@
 
     RUN/scan.json         config, package versions, overview metrics, failure modes
     RUN/samples.parquet   one row per sample: label, prediction, loss, probabilities,
-                          the modes it belongs to, its text, and a PNG preview where shown
+                          the modes it belongs to, whether it was held out to confirm
+                          them, its text, and a PNG preview where shown
     RUN/embeddings.npy    (N, D) float32 embeddings the finders searched
     RUN/report.html       the self-contained report
     RUN/table-NAME.npz    other tables the modes refer to (Defuse's generated samples, ...)
@@ -93,6 +94,8 @@ def _samples_table(result: ScanResult):
         "probs": pa.array(list(out.probs), type=pa.list_(pa.float32())),
         "modes": pa.array(membership, type=pa.list_(pa.string())),
     }
+    if result.heldout is not None:
+        columns["heldout"] = pa.array(np.asarray(result.heldout, bool))
     if result.texts is not None:
         columns["text"] = pa.array(result.texts, type=pa.string())
     images = {i: p for i, p in result.previews.items() if isinstance(p, np.ndarray)}
@@ -223,7 +226,8 @@ def load_run(path: str | Path) -> ScanResult:
     for name, (file, _) in REPAIRS.items():
         if (path / file).is_file():
             repairs[name] = json.loads((path / file).read_text(encoding="utf-8"))
-    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}))
+    heldout = np.asarray(table["heldout"], bool) if "heldout" in table else None
+    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}), heldout)
 
 
 def _run_folder(run_dir: str | Path) -> Path:

@@ -235,6 +235,8 @@ class ScanResult:
         analyses: JSON-able results of analyses beyond the modes, by name ("density": the
             feature-density tests and detector tables; "perturb": the global perturbations
             and the swap tests of every candidate region), stored in scan.json.
+        heldout: (N,) True for the rows held out to confirm the modes of finders that choose
+            by errors (`faultlines.significance`), or None when no rows were held out.
     """
 
     outputs: Outputs
@@ -245,3 +247,4 @@ class ScanResult:
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     repairs: dict[str, Any] = field(default_factory=dict)
     analyses: dict[str, Any] = field(default_factory=dict)
+    heldout: np.ndarray | None = None

@@ -80,7 +80,7 @@ def test_bad_settings_are_one_settings_error(make, message):
 
 
 def test_repr_shows_the_settings_that_differ_from_the_defaults():
-    assert repr(fl.Spotlight(size=0.05, seed=3)) == "Spotlight(size=0.05, seed=3)"
+    assert repr(fl.Spotlight(size=0.02, seed=3)) == "Spotlight(size=0.02, seed=3)"
     assert repr(fl.FeatureDensity()) == "FeatureDensity()"
 
 

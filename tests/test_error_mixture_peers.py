@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import faultlines as fl
-from faultlines.bench.peers import ConfusionCells, ErrorKMeans, SliceLine
+from faultlines.bench.peers import CleanlabLabelIssues, ConfusionCells, DatalabGroups, ErrorKMeans, SliceLine
 from faultlines.errors import SettingsError
 
 
@@ -59,3 +59,39 @@ def test_kmeans_slices_hold_only_misclassified_samples(test_outputs):
 def test_sliceline_slices_have_more_errors_than_average(test_outputs):
     modes = SliceLine().find(test_outputs)
     assert modes and all(m.metrics["error_rate"] > 1 - test_outputs.accuracy for m in modes)
+
+
+def _blobs(seed=0, n_blobs=6, per_blob=60):
+    """Well-separated blobs; the model is unsure (and often wrong) in blob 0 only."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 10, (n_blobs, 16)) + 20  # positive, as ReLU features are
+    blob = np.repeat(np.arange(n_blobs), per_blob)
+    emb = centres[blob] + rng.normal(0, 0.3, (len(blob), 16))
+    labels = blob % 3
+    probs = np.full((len(blob), 3), 0.02)
+    probs[np.arange(len(blob)), labels] = 0.96
+    weak = blob == 0
+    probs[weak] = rng.dirichlet([1, 1, 1], weak.sum())
+    return fl.Outputs.from_probs(labels, probs, emb.astype(np.float32)), weak
+
+
+def test_datalab_ranks_the_underperforming_clusters_first():
+    outputs, weak = _blobs()
+    modes = DatalabGroups().find(outputs)
+    scores = [m.metrics["cluster_score"] for m in modes]
+    assert modes and scores == sorted(scores) and scores[0] < 0.6
+    assert weak[modes[0].members].all()
+
+
+def test_cleanlab_label_issues_rank_the_confidently_contradicted_labels():
+    rng = np.random.default_rng(1)
+    n = 300
+    labels = rng.integers(0, 3, n)
+    flipped = rng.choice(n, 15, replace=False)
+    given = labels.copy()
+    given[flipped] = (labels[flipped] + 1) % 3
+    probs = np.full((n, 3), 0.05)
+    probs[np.arange(n), labels] = 0.9
+    outputs = fl.Outputs.from_probs(given, probs, rng.normal(size=(n, 4)).astype(np.float32))
+    (mode,) = CleanlabLabelIssues().find(outputs)
+    assert set(mode.members[:15].tolist()) == set(flipped.tolist())

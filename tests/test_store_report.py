@@ -34,6 +34,8 @@ def test_run_round_trip(result, tmp_path):
         assert np.array_equal(a.members, b.members) and np.allclose(a.weights, b.weights)
     assert set(back.previews) == set(result.previews)
     assert all(np.array_equal(back.previews[i], result.previews[i]) for i in result.previews)
+    assert result.heldout is not None and np.array_equal(back.heldout, result.heldout)
+    assert [m.evidence["significance"] for m in back.modes] == [m.evidence["significance"] for m in result.modes]
 
 
 def test_samples_table_marks_mode_membership(result, tmp_path):

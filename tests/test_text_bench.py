@@ -42,11 +42,16 @@ def test_text_problem_surfaces_the_rare_website(tmp_path):
 
 def test_bench_runs_ours_and_peers_side_by_side(tmp_path):
     rows = run_bench(["noisy"], [0], cache=tmp_path, quiet=True)
-    assert {r.finder for r in rows} == {"spotlight", "error-mixture", "sliceline", "kmeans-errors", "confusion"}
-    ours = {r.finder: r.p10 for r in rows if r.finder in ("spotlight", "error-mixture")}
-    assert min(ours.values()) >= 0.8
+    assert {r.finder for r in rows} == {"spotlight", "error-mixture", "sliceline", "kmeans-errors", "confusion",
+                                        "cleanlab-group", "cleanlab-labels"}
+    ours = {r.finder: r for r in rows if r.finder in ("spotlight", "error-mixture")}
+    assert min(r.p10 for r in ours.values()) >= 0.8
+    # confirmed on held-out rows, the mode that matches the planted subgroup is significant
+    assert all(r.best_significant and r.best_q <= 0.05 and r.n_significant >= 1 for r in ours.values())
+    assert all(r.best_significant is None for r in rows if r.finder not in ours)
     table = markdown(rows)
     assert "| noisy |" in table and "**P@10**" in table and "**mean**" in table
+    assert "**Confirmed on held-out rows**" in table and "| noisy | 1 of 1 |" in table
 
 
 def test_bench_command_writes_the_table_and_rows(tmp_path):
@@ -55,6 +60,6 @@ def test_bench_command_writes_the_table_and_rows(tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("`faultlines bench --problems heldout --seeds 1")
     rows = json.loads(out.with_suffix(".json").read_text())
-    assert len(rows) == 5 and {r["problem"] for r in rows} == {"heldout"}
+    assert len(rows) == 7 and {r["problem"] for r in rows} == {"heldout"}
     bad = CliRunner().invoke(app, ["bench", "--problems", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown problems" in bad.stderr

@@ -1,10 +1,23 @@
-"""A synthetic embedding table with one planted high-loss blob: ground truth for slice finders."""
+"""Synthetic embedding tables with known answers: one planted high-loss blob (ground truth for
+slice finders), and random errors with no failure mode at all (for the significance tests)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from faultlines.data.sources import EmbeddingTable
 from faultlines.types import Outputs
+
+
+def random_errors(seed: int, n: int = 400, error_rate: float = 0.1, dim: int = 8) -> EmbeddingTable:
+    """Random embeddings and labels (3 classes); the model is wrong on a random `error_rate` of
+    the rows, wherever they lie: no group of rows fails more than any other."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    preds = np.where(rng.random(n) < error_rate, (labels + rng.integers(1, 3, n)) % 3, labels)
+    probs = np.full((n, 3), 0.1)
+    probs[np.arange(n), preds] = 0.8
+    return EmbeddingTable(rng.normal(size=(n, dim)).astype(np.float32), labels, probs)
 
 
 def planted_blob(

@@ -5,6 +5,11 @@ own finders. Members of a set-valued slice (a sliceline rule, a confusion cell) 
 order of their own; they are listed by descending loss, the most favourable order for
 precision at k.
 
+cleanlab (2.9, the `bench` extra) gives two peers: Datalab's `underperforming_group` issue
+(DBSCAN clusters of the features' k-nearest-neighbour graph, scored by their mean
+self-confidence against the data's) and its label-issue ranking (`find_label_issues`, the
+rows whose given label the predicted probabilities most doubt).
+
 Domino's own `DominoSlicer` (domino 0.1.5) is not among them: besides meerkat it imports
 `sklearn.mixture._base._check_X`, a private function scikit-learn has since removed, and its
 package `__init__` pulls in fvcore and its embedding stack. It cannot run here without
@@ -118,3 +123,73 @@ class SliceLine(Finder):
                 rule = [None if v is None else int(v) for v in np.asarray(finder.top_slices_[j]).tolist()]
                 modes.append(self._mode(j, _by_loss(outputs, rows), outputs, evidence={"rule": rule}))
         return modes
+
+
+@dataclass(eq=False, repr=False)
+class DatalabGroups(Finder):
+    """Peer: cleanlab Datalab's `underperforming_group` issue.
+
+    Datalab clusters the embeddings (DBSCAN on their 10-nearest-neighbour graph, cosine
+    distance) and scores each cluster by its mean self-confidence (the predicted probability
+    of the given label) over the data's; the worst cluster below its threshold is the
+    reported group. Slices are the clusters that score below 1, worst first (the reported
+    group, when there is one, leads), members by descending loss.
+
+    DBSCAN's radius: Datalab's default (eps 0.5) joins every row of these features (cosine
+    distances of ReLU features are small) into one cluster, and finds no group at all. So
+    `eps_quantile` sets it from the data, the usual k-distance rule: that quantile of each
+    row's distance to its 10th neighbour (0.25 did best of 0.25, 0.5, 0.75 on the planted
+    problems; None keeps Datalab's default).
+    """
+
+    name: ClassVar[str] = "cleanlab-group"
+    constraints: ClassVar[dict] = {"n_slices": Interval(1, None, integer=True),
+                                   "eps_quantile": Interval(0, 1, open_low=True, none=True)}
+
+    n_slices: int = 5
+    eps_quantile: float | None = 0.25
+    seed: int = 0
+
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
+        from cleanlab import Datalab
+        from sklearn.neighbors import NearestNeighbors
+
+        features = outputs.embeddings.astype(np.float32)
+        settings = {}
+        if self.eps_quantile is not None:
+            k = min(10, outputs.n - 1)
+            dist, _ = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(features).kneighbors(features)
+            settings = {"clustering_kwargs": {"eps": float(np.quantile(dist[:, -1], self.eps_quantile))}}
+        lab = Datalab(data={"label": outputs.labels}, label_name="label", verbosity=0)
+        try:
+            lab.find_issues(features=features, pred_probs=outputs.probs, issue_types={"underperforming_group": settings})
+        except ValueError:  # "No meaningful clusters were generated": Datalab reports no group
+            return []
+        info = lab.get_info("underperforming_group")
+        clusters = np.asarray(info["clustering"]["stats"]["cluster_ids"])
+        scores = lab.get_issues("underperforming_group")["underperforming_group_score"].to_numpy()
+        worst = info["clustering"]["stats"]["underperforming_cluster_id"]
+        found = {int(c): float(scores[clusters == c][0]) for c in np.unique(clusters) if c >= 0 and scores[clusters == c][0] < 1}
+        order = sorted(found, key=lambda c: (c != worst, found[c], c))[: self.n_slices]
+        return [self._mode(j, _by_loss(outputs, np.flatnonzero(clusters == c)), outputs,
+                           metrics={"cluster_score": found[c]}, evidence={"cluster": c, "reported": c == worst})
+                for j, c in enumerate(order)]
+
+
+@dataclass(eq=False, repr=False)
+class CleanlabLabelIssues(Finder):
+    """Peer: cleanlab's label-issue ranking (`find_label_issues`, ranked by self-confidence).
+
+    One slice: the rows cleanlab flags as likely mislabelled, most doubtful first. Where the
+    labels are clean and the model learned wrong ones (the `noisy` problem's test split), the
+    rows it doubts are the model's confident mistakes.
+    """
+
+    name: ClassVar[str] = "cleanlab-labels"
+    seed: int = 0
+
+    def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
+        from cleanlab.filter import find_label_issues
+
+        rows = find_label_issues(outputs.labels, outputs.probs, return_indices_ranked_by="self_confidence")
+        return [self._mode(0, np.asarray(rows), outputs)] if len(rows) else []

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from faultlines.bench.metrics import mode_scores, slice_precision
-from faultlines.bench.peers import ConfusionCells, ErrorKMeans, SliceLine
+from faultlines.bench.peers import (
+    CleanlabLabelIssues,
+    ConfusionCells,
+    DatalabGroups,
+    ErrorKMeans,
+    SliceLine,
+)
 from faultlines.bench.planted import PROBLEMS, PlantedProblem, make_problem
 from faultlines.errors import SettingsError
 from faultlines.find.base import Finder
@@ -19,12 +25,19 @@ from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.progress import console
 from faultlines.registry import FINDERS as REGISTRY
+from faultlines.significance import (
+    DEFAULT_FRACTION,
+    assess,
+    find_confirmed,
+    significant,
+    split_rows,
+)
 
 #: faultlines' own finders the benchmark runs (those that need only the outputs), by registry name.
 OURS = ("spotlight", "error-mixture")
 #: Every finder the benchmark runs, by name: faultlines' own first, then the peers.
 FINDERS: dict[str, type[Finder]] = {name: REGISTRY[name] for name in OURS} | {
-    peer.name: peer for peer in (SliceLine, ErrorKMeans, ConfusionCells)}
+    peer.name: peer for peer in (SliceLine, ErrorKMeans, ConfusionCells, DatalabGroups, CleanlabLabelIssues)}
 ALL_PROBLEMS = PROBLEMS + ("text",)
 
 
@@ -42,6 +55,12 @@ class BenchRow:
     accuracy: float
     slice_size: int
     slice_error: float
+    #: With held-out confirmation (as `scan` runs it; faultlines' finders only): whether the
+    #: mode that best matches the planted slice is significant, its q-value, and how many of
+    #: the run's modes are significant. None for peers.
+    best_significant: bool | None = None
+    best_q: float | None = None
+    n_significant: int | None = None
 
 
 def _problem(name: str, seed: int, alpha: float, cache, sentiment_dir) -> PlantedProblem:
@@ -60,11 +79,16 @@ def run_bench(
     sentiment_dir: str | Path | None = None,
     finders: Sequence[str] = tuple(FINDERS),
     quiet: bool = False,
+    split: str = "test",
 ) -> list[BenchRow]:
-    """Score each finder's slices against each problem's planted test slice (dcbench P@k)."""
+    """Score each finder's slices against each problem's planted slice of `split` (dcbench P@k),
+    and, for faultlines' own finders, whether the best-matching mode is significant when
+    confirmed on held-out rows (`confirm_run`)."""
     unknown = [p for p in problems if p not in ALL_PROBLEMS] + [f for f in finders if f not in FINDERS]
     if unknown:
         raise SettingsError(f"unknown problems or finders: {unknown}; problems: {', '.join(ALL_PROBLEMS)}")
+    if split not in ("train", "val", "test"):
+        raise SettingsError(f"split must be train, val or test, not {split!r}")
     if "text" in problems and sentiment_dir is None:
         raise SettingsError("the text problem needs the sentiment sentences folder (--sentiment-dir)")
     rows = []
@@ -73,18 +97,34 @@ def run_bench(
             problem = _problem(name, seed, alpha, cache, sentiment_dir)
             if not quiet:
                 console.print(f"[bold]{name}[/] seed {seed}: {problem.description}", highlight=False)
-            outputs = probe(Classifier(problem.model(cache, quiet)), problem.splits.test, quiet=True)
-            truth = problem.in_slice["test"]
+            outputs = probe(Classifier(problem.model(cache, quiet)), getattr(problem.splits, split), quiet=True)
+            truth = problem.in_slice[split]
             for finder_name in finders:
                 start = time.perf_counter()
                 modes = FINDERS[finder_name](seed=seed).find(outputs)
                 seconds = time.perf_counter() - start
                 score = slice_precision(mode_scores(modes, outputs.n), truth) if modes else {"p@10": 0.0, "p@25": 0.0, "ap": 0.0}
-                rows.append(
-                    BenchRow(name, seed, finder_name, score["p@10"], score["p@25"], score["ap"], seconds,
-                             outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean()))
-                )
+                row = BenchRow(name, seed, finder_name, score["p@10"], score["p@25"], score["ap"], seconds,
+                               outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean()))
+                if finder_name in OURS:
+                    confirm_run(row, FINDERS[finder_name](seed=seed), outputs, truth, seed)
+                rows.append(row)
     return rows
+
+
+def confirm_run(row: BenchRow, finder: Finder, outputs, truth: np.ndarray, seed: int) -> None:
+    """Run `finder` as `scan` does (found on half the rows, measured on the other half) and
+    record on `row` whether the mode that best matches the planted slice (by average precision
+    over all rows) is significant."""
+    heldout = split_rows(outputs.n, DEFAULT_FRACTION, seed)
+    modes = assess(find_confirmed(finder, outputs, heldout), outputs, {finder.name: "held-out"}, heldout)
+    row.n_significant = sum(significant(m) for m in modes)
+    if not modes:
+        row.best_significant = False
+        return
+    aps = [slice_precision(mode_scores([m], outputs.n), truth)["ap"] for m in modes]
+    best = modes[int(np.argmax(aps))]
+    row.best_significant, row.best_q = significant(best), float(best.metrics["q_value"])
 
 
 def markdown(rows: Sequence[BenchRow]) -> str:
@@ -109,6 +149,21 @@ def markdown(rows: Sequence[BenchRow]) -> str:
         if metric != "seconds":
             means = [np.mean([np.mean([getattr(r, metric) for r in cell[p, f]]) for p in problems]) for f in finders]
             lines.append("| **mean** | | | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+        lines.append("")
+    ours = [f for f in finders if any(r.best_significant is not None for r in cell[problems[0], f])] if problems else []
+    if ours:
+        lines += [f"**Confirmed on held-out rows** (found on half of each scanned split, measured on the other half, alpha 0.05): "
+                  f"seeds whose best-matching mode is significant, of {n_seeds}; median q-value of that mode; significant modes per run (mean)", ""]
+        lines += ["| problem | " + " | ".join(f"{f}: best significant | {f}: median q | {f}: significant modes" for f in ours) + " |",
+                  "|" + "---|" * (1 + 3 * len(ours))]
+        for p in problems:
+            cells = []
+            for f in ours:
+                c = cell[p, f]
+                qs = [r.best_q for r in c if r.best_q is not None]
+                cells += [f"{sum(bool(r.best_significant) for r in c)} of {len(c)}", f"{np.median(qs):.2g}" if qs else "-",
+                          f"{np.mean([r.n_significant for r in c]):.1f}"]
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

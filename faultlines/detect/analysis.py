@@ -5,6 +5,8 @@ Run by `FeatureDensity.find` (for the report) and by benchmarks/density.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from faultlines.detect.attacks import adversarial
@@ -65,7 +67,8 @@ def failure_sources(clf: Classifier, test: Source, seed: int = 0) -> dict[str, O
 
 
 def analyse(density, outputs: Outputs, train: Outputs, val: Outputs | None, clf: Classifier | None = None,
-            data: Source | None = None, compare: bool = True, seed: int = 0, quiet: bool = True) -> dict:
+            data: Source | None = None, compare: bool = True, seed: int = 0, quiet: bool = True,
+            peers: dict[str, Callable[[Outputs], np.ndarray]] | None = None) -> dict:
     """Score `density` (a fitted FeatureDensity) and, with `compare`, every other detector on
     the mistakes in `outputs` and, given the image model `clf` and its test images `data`, on
     attacks and OOD images made from them.
@@ -75,7 +78,8 @@ def analyse(density, outputs: Outputs, train: Outputs, val: Outputs | None, clf:
     "log_density" (group -> log-densities: correct, misclassified, and with images
     adversarial (PGD eps=0.1) and OOD (uniform noise)), "seconds" (each flow's fitting time).
     The class-agnostic "flow" gives the test and the log-densities, as in the paper (without
-    `compare`, `density` itself gives them).
+    `compare`, `density` itself gives them). `peers` adds other detectors' score functions
+    (fitted already; higher = more suspect) to the tables, by name.
     """
     if compare:
         fitted, seconds = fit_detectors(density, train, val, quiet)
@@ -88,7 +92,8 @@ def analyse(density, outputs: Outputs, train: Outputs, val: Outputs | None, clf:
     sources = failure_sources(clf, data, seed) if clf is not None and data is not None else {}
     for name, other in sources.items():
         tasks[f"{name} vs clean"] = (join(outputs, other), np.r_[np.zeros(outputs.n, bool), np.ones(other.n, bool)])
-    metrics = {task: {name: detection_metrics(d.score(o), positive) for name, d in fitted.items()} for task, (o, positive) in tasks.items()}
+    scorers = {name: d.score for name, d in fitted.items()} | (peers or {})
+    metrics = {task: {name: detection_metrics(score(o), positive) for name, score in scorers.items()} for task, (o, positive) in tasks.items()}
     flow = fitted.get("flow", density)
     logp = flow.log_density(outputs)
     groups = {"correct": logp[~wrong], "misclassified": logp[wrong]}

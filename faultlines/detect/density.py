@@ -82,6 +82,8 @@ class FeatureDensity(Detector, Finder):
     """
 
     name: ClassVar[str] = "density"
+    #: its flow is fitted on the training outputs and its threshold set on held-out data
+    looks_at_errors: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ("train",)
     constraints: ClassVar[dict] = {
         "model": OneOf(("flow", "gmm")),

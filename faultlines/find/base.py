@@ -21,6 +21,10 @@ Finders are dataclasses: the constructor's signature is the list of settings (as
 learn's `_get_param_names` reads it), `constraints` is the one table that checks them, at
 construction and again at `find`. Learned state ends in `_`.
 
+Confirmation (`faultlines.significance`): a finder that chooses its modes by the scanned rows'
+errors (`looks_at_errors`, the default) is run on part of the rows, and `assign` carries each
+of its modes over to the rows it did not see, where the mode's error rate is tested.
+
 `scan` drives every finder through this contract; `faultlines.registry` maps names to classes.
 """
 
@@ -211,6 +215,9 @@ class Finder:
     name: ClassVar[str] = "finder"
     requires: ClassVar[tuple[str, ...]] = ()
     constraints: ClassVar[dict[str, Rule]] = {}
+    #: Whether `find` chooses modes by which of the scanned rows the model gets wrong (their
+    #: labels, losses or correctness): then a mode's error rate on those rows is optimistic.
+    looks_at_errors: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -299,6 +306,19 @@ class Finder:
 
     def _find(self, outputs: Outputs, *, clf: Any, data: Any, train: Outputs | None, val: Outputs | None) -> list[FailureMode]:
         raise NotImplementedError
+
+    def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The rows of new `outputs` that belong to each mode of the last `find`, by the rule the
+        finder learned, without looking at whether the model got them right.
+
+        Returns, per mode in `find`'s order, (rows, weights or None), most typical first.
+        Finders that can carry their modes over to new rows override it (`can_assign`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot assign new rows to its modes")
+
+    @classmethod
+    def can_assign(cls) -> bool:
+        return cls.assign is not Finder.assign
 
     def _mode(self, j: int, members: np.ndarray, outputs: Outputs | None = None, *, weights: np.ndarray | None = None,
               summary: str = "", metrics: dict | None = None, evidence: dict | None = None, source: str | None = None) -> FailureMode:

@@ -70,6 +70,8 @@ class Defuse(Finder):
     """
 
     name: ClassVar[str] = "defuse"
+    #: its modes are generated inputs; its seeds are rows the model gets right
+    looks_at_errors: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ("model", "images")
     constraints: ClassVar[dict] = {
         "vae": IsA(VAE, none=True),

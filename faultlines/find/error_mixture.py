@@ -48,7 +48,9 @@ class ErrorMixture(Finder):
 
     Attributes (after `find`):
         resp_: (N, n_components) responsibilities; means_, variances_, weights_;
-        gaps_: (n_components,) error-rate gap of each component (NaN below the least size).
+        gaps_: (n_components,) error-rate gap of each component (NaN below the least size);
+        slices_: the components returned, in order; scaler_, pca_: the fitted standardisation
+        and PCA (None when the embeddings are no wider than n_pca).
     """
 
     name: ClassVar[str] = "error-mixture"
@@ -116,10 +118,11 @@ class ErrorMixture(Finder):
     def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         """Fit the mixture to `outputs` and return its slices with the largest error-rate gaps."""
         rng = np.random.default_rng(self.seed)
-        z = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
+        self.scaler_ = StandardScaler().fit(outputs.embeddings.astype(np.float64))
+        z = self.scaler_.transform(outputs.embeddings.astype(np.float64))
         n_pca = min(self.n_pca, z.shape[1], outputs.n - 1)
-        if n_pca >= 1 and n_pca < z.shape[1]:
-            z = PCA(n_components=n_pca, random_state=self.seed).fit_transform(z)
+        self.pca_ = PCA(n_components=n_pca, random_state=self.seed).fit(z) if 1 <= n_pca < z.shape[1] else None
+        z = self._space(outputs)
         y = np.eye(outputs.num_classes)[outputs.labels]
         p = outputs.probs.astype(np.float64)
         resp = self._initial_resp(y, p, rng)
@@ -143,7 +146,28 @@ class ErrorMixture(Finder):
             [wrong[hard == k].mean() - overall if (hard == k).sum() >= min_size else np.nan for k in range(self.n_components)]
         )
         ranked = [int(k) for k in np.argsort(-np.nan_to_num(self.gaps_, nan=-np.inf), kind="stable") if self.gaps_[k] > 0]
-        return [self._slice_mode(outputs, k, rank, hard) for rank, k in enumerate(ranked[: self.n_slices])]
+        self.slices_ = ranked[: self.n_slices]
+        return [self._slice_mode(outputs, k, rank, hard) for rank, k in enumerate(self.slices_)]
+
+    def _space(self, outputs: Outputs) -> np.ndarray:
+        z = self.scaler_.transform(outputs.embeddings.astype(np.float64))
+        return self.pca_.transform(z) if self.pca_ is not None else z
+
+    def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per slice, the rows of `outputs` whose likeliest component it is given their embedding
+        and label only (the prediction term is left out: with the label it would say which rows
+        are wrong), most responsible first, and their responsibilities."""
+        y = np.eye(len(self.label_dist_[0]))[outputs.labels]
+        params = (self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_)
+        log_joint = self._log_joint(self._space(outputs), y, np.zeros((outputs.n, self.pred_dist_.shape[1])), params)
+        resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+        hard = resp.argmax(1)
+        assigned = []
+        for k in self.slices_:
+            rows = np.flatnonzero(hard == k)
+            rows = rows[np.argsort(-resp[rows, k], kind="stable")]
+            assigned.append((rows, resp[rows, k]))
+        return assigned
 
     def _slice_mode(self, outputs: Outputs, k: int, rank: int, hard: np.ndarray) -> FailureMode:
         members = np.flatnonzero(hard == k)

@@ -90,6 +90,8 @@ class PerturbationProbe(Finder):
     """
 
     name: ClassVar[str] = "perturb"
+    #: regions are chosen by occlusion and swaps, which use the predictions, never the errors
+    looks_at_errors: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ("model", "images")
     constraints: ClassVar[dict] = {
         "patch": Interval(1, None, integer=True),

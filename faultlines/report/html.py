@@ -13,12 +13,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from faultlines.atomic import write_file
 from faultlines.images import to_image_uint8
 from faultlines.report import figures, sections
+from faultlines.significance import ranked, significant
 from faultlines.types import FailureMode, ScanResult
 
 _env = Environment(loader=PackageLoader("faultlines.report", "templates"), autoescape=select_autoescape(default=True))
 
 #: Metrics shown first, in this order, when a mode has them.
-KEY_METRICS = ("size", "error_rate", "error_lift", "mean_loss", "weighted_loss", "purity")
+KEY_METRICS = ("q_value", "p_value", "tested_size", "tested_errors", "tested_error_rate", "error_low", "error_high", "tested_lift",
+               "size", "error_rate", "error_lift", "mean_loss", "weighted_loss", "purity")
 
 
 def _example(index: int, label: str, pred: str, loss: float, preview: Any) -> dict[str, Any]:
@@ -51,11 +53,13 @@ def render(result: ScanResult) -> str:
     """The report page for `result`, as an HTML string."""
     out = result.outputs
     modes = []
-    for mode in result.modes:
+    for mode in ranked(result.modes):
         ordered = [k for k in KEY_METRICS if k in mode.metrics] + sorted(k for k in mode.metrics if k not in KEY_METRICS)
         modes.append(
             {
                 "mode": mode,
+                "significant": significant(mode),
+                "sentence": mode.evidence.get("significance", {}).get("sentence", ""),
                 "metrics": [(k, _fmt(mode.metrics[k])) for k in ordered],
                 "examples": _examples(result, mode),
                 "confusions": mode.evidence.get("confusions", []),
@@ -65,6 +69,7 @@ def render(result: ScanResult) -> str:
     return _env.get_template("report.html.j2").render(
         sections=sections.contexts(result),
         config=result.config,
+        confirm=result.config.get("confirm"),
         overview=out.overview(),
         modes=modes,
         confusion=figures.confusion_matrix(out),
