@@ -99,14 +99,14 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
     save_run(result, out, model=model, vae=vae)
     o = result.outputs
     confirm = result.config.get("confirm", {})
-    kept = [m for m in ranked(result.modes) if significant(m)]
+    order = ranked(result.modes)
+    kept = [m for m in order if significant(m)]
     held = f", {confirm['heldout_rows']} rows held out to confirm them" if confirm.get("heldout_rows") else ""
     typer.echo(f"accuracy {o.accuracy:.4f} on {o.n} {o.source} samples; {len(result.modes)} failure modes, "
                f"{len(kept)} significant at alpha {confirm.get('alpha', 0.05):g}{held}:")
-    for mode in ranked(result.modes):
-        if significant(mode) or show_all:
-            typer.echo(f"  {mode.id}{'' if significant(mode) else ' (not significant)'}: {mode.summary}")
-            typer.echo(f"      {mode.evidence.get('significance', {}).get('sentence', '')}")
+    for mode in order if show_all else kept:
+        typer.echo(f"  {mode.id}{'' if significant(mode) else ' (not significant)'}: {mode.summary}")
+        typer.echo(f"      {mode.evidence.get('significance', {}).get('sentence', '')}")
     rest = [m.id for m in result.modes if not significant(m)]
     if rest and not show_all:
         typer.echo(f"  not significant (--show-all to list them; all are in the report and scan.json): {', '.join(rest)}")

@@ -118,11 +118,7 @@ class ErrorMixture(Finder):
     def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
         """Fit the mixture to `outputs` and return its slices with the largest error-rate gaps."""
         rng = np.random.default_rng(self.seed)
-        self.scaler_ = StandardScaler().fit(outputs.embeddings.astype(np.float64))
-        z = self.scaler_.transform(outputs.embeddings.astype(np.float64))
-        n_pca = min(self.n_pca, z.shape[1], outputs.n - 1)
-        self.pca_ = PCA(n_components=n_pca, random_state=self.seed).fit(z) if 1 <= n_pca < z.shape[1] else None
-        z = self._space(outputs)
+        z = self._space(outputs, fit=True)
         y = np.eye(outputs.num_classes)[outputs.labels]
         p = outputs.probs.astype(np.float64)
         resp = self._initial_resp(y, p, rng)
@@ -149,8 +145,16 @@ class ErrorMixture(Finder):
         self.slices_ = ranked[: self.n_slices]
         return [self._slice_mode(outputs, k, rank, hard) for rank, k in enumerate(self.slices_)]
 
-    def _space(self, outputs: Outputs) -> np.ndarray:
-        z = self.scaler_.transform(outputs.embeddings.astype(np.float64))
+    def _space(self, outputs: Outputs, fit: bool = False) -> np.ndarray:
+        """Embeddings as the mixture models them: standardised, then PCA-reduced, by the scaler
+        and PCA fitted on `outputs` when `fit`, else by those fitted at `find`."""
+        z = outputs.embeddings.astype(np.float64)
+        if fit:
+            self.scaler_ = StandardScaler().fit(z)
+        z = self.scaler_.transform(z)
+        if fit:
+            n_pca = min(self.n_pca, z.shape[1], outputs.n - 1)
+            self.pca_ = PCA(n_components=n_pca, random_state=self.seed).fit(z) if 1 <= n_pca < z.shape[1] else None
         return self.pca_.transform(z) if self.pca_ is not None else z
 
     def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -186,12 +186,7 @@ class Spotlight(Finder):
         count = self.size * n if self.size < 1 else float(self.size)
         if count >= n:
             raise DataError(f"a spotlight of size {count:g} cannot fit in {n} samples; use a smaller size")
-        self.scaler_ = StandardScaler().fit(outputs.embeddings.astype(np.float64))
-        self.pca_ = None
-        if self.pca is not None:
-            emb = self.scaler_.transform(outputs.embeddings.astype(np.float64))
-            self.pca_ = PCA(n_components=min(self.pca, *emb.shape), random_state=self.seed).fit(emb)
-        x = self._space(outputs)
+        x = self._space(outputs, fit=True)
         x_sq = (x * x).sum(1)
         losses = torch.from_numpy(outputs.losses.astype(np.float32))
         centers, precisions, objectives, weights = [], [], [], []
@@ -212,9 +207,15 @@ class Spotlight(Finder):
         self.thresholds_ = np.zeros(self.n_spotlights)
         return [self._spotlight_mode(outputs, j) for j in range(self.n_spotlights)]
 
-    def _space(self, outputs: Outputs) -> torch.Tensor:
-        """Embeddings in the searched space: standardised (and PCA-reduced) as at `find`."""
-        emb = self.scaler_.transform(outputs.embeddings.astype(np.float64))
+    def _space(self, outputs: Outputs, fit: bool = False) -> torch.Tensor:
+        """Embeddings in the searched space: standardised (and PCA-reduced), by the scaler and
+        PCA fitted on `outputs` when `fit`, else by those fitted at `find`."""
+        emb = outputs.embeddings.astype(np.float64)
+        if fit:
+            self.scaler_ = StandardScaler().fit(emb)
+        emb = self.scaler_.transform(emb)
+        if fit:
+            self.pca_ = None if self.pca is None else PCA(n_components=min(self.pca, *emb.shape), random_state=self.seed).fit(emb)
         if self.pca_ is not None:
             emb = self.pca_.transform(emb)
         return torch.from_numpy(emb.astype(np.float32))
