@@ -110,6 +110,9 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
     rest = [m.id for m in result.modes if not significant(m)]
     if rest and not show_all:
         typer.echo(f"  not significant (--show-all to list them; all are in the report and scan.json): {', '.join(rest)}")
+    spot = result.analyses.get("spotlight")
+    if spot and spot["kept"] < spot["asked"]:
+        typer.echo(f"  spotlight: {spot['kept']} of {spot['asked']} searches found a new region with errors above the rest's")
     for name, reason in result.config.get("skipped", {}).items():
         typer.echo(f"  skipped {name}: {reason}")
     typer.echo(f"report: {out / 'report.html'}")

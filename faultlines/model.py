@@ -16,13 +16,43 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faultlines.errors import LayerNotFoundError, ModelError
+from faultlines.errors import LayerNotFoundError, ModelError, SettingsError
 
 #: Marks a file written by `save_checkpoint`, so `Classifier.load` can rebuild the module.
 CHECKPOINT_FORMAT = "faultlines-checkpoint-1"
 
 #: `Classifier.layer_name` when the representation is the logits themselves (TorchScript).
 LOGITS = "<logits>"
+
+
+#: The kinds of device a model may run on.
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a torch.device, checked to exist on this machine; None: the best there is
+    (a CUDA GPU, then Apple's MPS, then the CPU).
+
+    Raises:
+        SettingsError: an unknown kind of device, or one this machine does not have.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise SettingsError(f"unknown device {device!r}: give one of {', '.join(DEVICES)} (cuda:1 names a GPU)") from e
+    if found.type not in DEVICES:
+        raise SettingsError(f"device {device!r} is not supported: give one of {', '.join(DEVICES)}")
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use --device cpu")
+    if found.type == "cuda" and found.index is not None and found.index >= torch.cuda.device_count():
+        raise SettingsError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if found.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingsError(f"device {device!r}: Apple's MPS is not available here; use --device cpu")
+    return found
 
 
 class Classifier:
@@ -35,10 +65,11 @@ class Classifier:
             embedding. Default: the input of the last `nn.Linear` (the penultimate features).
         preprocess: optional callable applied to every input batch first (normalisation...).
         class_names: one name per class id; default "0", "1", ...
-        device: where to run the module.
+        device: where to run the module ("cpu", "cuda", "cuda:1", "mps"; None: the best available).
 
     Raises:
         LayerNotFoundError: `layer` is not a sub-module, or there is no `nn.Linear` to default to.
+        SettingsError: the device does not exist here.
     """
 
     def __init__(
@@ -47,11 +78,11 @@ class Classifier:
         layer: str | None = None,
         preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         class_names: Sequence[str] | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = "cpu",
     ) -> None:
         if not isinstance(module, nn.Module):
             raise ModelError(f"expected a torch nn.Module, got {type(module).__name__}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.preprocess = preprocess
         self.class_names = tuple(class_names) if class_names is not None else None

@@ -19,6 +19,7 @@ a Wilson interval, a one-sided Fisher test and a Benjamini-Hochberg q-value acro
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Sequence
 from importlib import metadata
 
@@ -87,7 +88,7 @@ def scan(
     Returns:
         ScanResult with the outputs, the modes of every finder in order (each with its
         significance), the config (the finders run and their settings, those skipped and why,
-        the confirmation), the finders' tables and analyses, the held-out rows, and previews (images or texts) of each mode's typical members.
+        the confirmation, seconds per stage: probe, each finder, significance), the finders' tables and analyses, the held-out rows, and previews (images or texts) of each mode's typical members.
     """
     alpha = check_alpha(alpha)
     if confirm is not None:
@@ -117,12 +118,22 @@ def scan(
             skipped[finder.name] = reason
         else:
             chosen.append(finder)
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(timings.get(stage, 0.0) + now - clock, 3)
+        clock = now
+
     outputs = probe(clf, data, batch_size=batch_size, quiet=quiet)
     # a finder that declares it requires the training outputs uses them when given, even if it
     # needs them no more (a FeatureDensity fitted already still compares itself with the baselines)
     uses_train = train is not None and any("train" in f.requires for f in chosen)
     train_out = probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
     val_out = probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
+    lap("probe")
     fraction = default_fraction(outputs.n) if confirm is None else confirm
     heldout = split_rows(outputs.n, fraction, seed) if fraction > 0 and any(confirmable(f) for f in chosen) else None
     modes: list[FailureMode] = []
@@ -139,16 +150,20 @@ def scan(
             measured[finder.name] = "in-sample" if finder.looks_at_errors else "all"
         tables |= finder.tables_
         analyses |= finder.analyses_
+        lap(finder.name)
     modes = assess(modes, outputs, measured, heldout, alpha)
+    lap("significance")
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
     config = {
-        "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names)},
+        "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names),
+                 "embeddings_file": getattr(data, "embeddings_file", None)},
         "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],
         "skipped": skipped,
         "confirm": {"fraction": fraction if heldout is not None else 0.0, "heldout_rows": 0 if heldout is None else int(heldout.sum()),
                     "alpha": alpha, "measured": measured},
         "seed": seed,
+        "timings": timings,
         "versions": versions(),
     }
     return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables, analyses=analyses,

@@ -32,14 +32,16 @@ Which rows a mode is measured on (`evidence["significance"]["rows"]`):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
 from faultlines.errors import SettingsError
-from faultlines.find.base import Finder
 from faultlines.types import FailureMode, Outputs
+
+if TYPE_CHECKING:  # finders use the tests here (Spotlight): no import of them at run time
+    from faultlines.find.base import Finder
 
 #: The least number of scanned rows for which `scan` holds rows out by default.
 MIN_CONFIRM_ROWS = 200

@@ -1,10 +1,13 @@
 """The run directory, and the only code that writes one: written atomically, read back whole.
 
-    RUN/scan.json         config, package versions, overview metrics, failure modes
+    RUN/scan.json         config, package versions, overview metrics, failure modes (their
+                          members are in members.parquet)
     RUN/samples.parquet   one row per sample: label, prediction, loss, probabilities,
                           the modes it belongs to, whether it was held out to confirm
                           them, its text, and a PNG preview where shown
-    RUN/embeddings.npy    (N, D) float32 embeddings the finders searched
+    RUN/members.parquet   one row per (mode, member): mode id, row, weight, in each mode's order
+    RUN/embeddings.npy    (N, D) float32 embeddings the finders searched: a hard link to the
+                          user's own .npy where the embeddings were read from one (no copy)
     RUN/report.html       the self-contained report
     RUN/table-NAME.npz    other tables the modes refer to (Defuse's generated samples, ...)
     RUN/model.pt          the scanned model; RUN/vae.pt the VAE Defuse searched
@@ -38,6 +41,7 @@ from faultlines.types import FailureMode, Outputs, ScanResult
 RUN_FORMAT = "faultlines-run-1"
 SCAN_FILE = "scan.json"
 SAMPLES_FILE = "samples.parquet"
+MEMBERS_FILE = "members.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 REPORT_FILE = "report.html"
 MODEL_FILE = "model.pt"
@@ -69,30 +73,52 @@ def _mode_dict(mode: FailureMode) -> dict[str, Any]:
         "method": mode.method,
         "summary": mode.summary,
         "source": mode.source,
-        "members": mode.members,
-        "weights": mode.weights,
+        "size": len(mode.members),
+        "weighted": mode.weights is not None,
         "metrics": mode.metrics,
         "evidence": mode.evidence,
     }
+
+
+def _members_table(modes: list[FailureMode]):
+    """One row per (mode, member), in each mode's order; weight is NaN for modes without weights."""
+    import pyarrow as pa
+
+    sizes = [len(m.members) for m in modes]
+    rows = np.concatenate([m.members for m in modes]) if modes else np.zeros(0, np.int64)
+    weights = [m.weights if m.weights is not None else np.full(len(m.members), np.nan, np.float32) for m in modes]
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(modes)), sizes), pa.int32()),
+                                         pa.array([m.id for m in modes], pa.string()))
+    return pa.table({"mode": ids, "row": pa.array(rows.astype(np.int64)),
+                     "weight": pa.array(np.concatenate(weights).astype(np.float32) if modes else np.zeros(0, np.float32))})
+
+
+def _membership(result: ScanResult):
+    """The list of mode ids of each row of the scanned table, built without a Python loop over rows."""
+    import pyarrow as pa
+
+    out = result.outputs
+    own = [m for m in result.modes if m.source == out.source]
+    rows = np.concatenate([m.members for m in own]) if own else np.zeros(0, np.int64)
+    which = np.repeat(np.arange(len(own)), [len(m.members) for m in own])
+    order = np.lexsort((which, rows))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=out.n))]).astype(np.int32)
+    ids = pa.DictionaryArray.from_arrays(pa.array(which[order].astype(np.int32)), pa.array([m.id for m in own], pa.string()))
+    return pa.ListArray.from_arrays(pa.array(offsets), ids.cast(pa.string()))
 
 
 def _samples_table(result: ScanResult):
     import pyarrow as pa
 
     out = result.outputs
-    membership: list[list[str]] = [[] for _ in range(out.n)]
-    for mode in result.modes:
-        if mode.source == out.source:
-            for i in mode.members:
-                membership[int(i)].append(mode.id)
     columns = {
         "index": pa.array(np.arange(out.n)),
         "label": pa.array(out.labels),
         "pred": pa.array(out.preds),
         "correct": pa.array(out.correct),
         "loss": pa.array(out.losses),
-        "probs": pa.array(list(out.probs), type=pa.list_(pa.float32())),
-        "modes": pa.array(membership, type=pa.list_(pa.string())),
+        "probs": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.probs, np.float32).ravel()), out.num_classes),
+        "modes": _membership(result),
     }
     if result.heldout is not None:
         columns["heldout"] = pa.array(np.asarray(result.heldout, bool))
@@ -142,7 +168,8 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
         }
         (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
         pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
-        np.save(tmp / EMBEDDINGS_FILE, result.outputs.embeddings)
+        pq.write_table(_members_table(result.modes), tmp / MEMBERS_FILE)
+        _store_embeddings(result, tmp / EMBEDDINGS_FILE)
         for name, table in result.tables.items():
             np.savez_compressed(tmp / f"{TABLE_PREFIX}{name}.npz", **table)
         for name, content in ((MODEL_FILE, model), (VAE_FILE, vae)):
@@ -157,6 +184,23 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _store_embeddings(result: ScanResult, target: Path) -> None:
+    """The embeddings as RUN/embeddings.npy: a hard link to the .npy they were read from when
+    that file holds exactly them (float32, same shape; `config["data"]["embeddings_file"]`),
+    else written out."""
+    emb = result.outputs.embeddings
+    source = result.config.get("data", {}).get("embeddings_file")
+    if source:
+        try:
+            on_disk = np.load(source, mmap_mode="r", allow_pickle=False)
+            if on_disk.dtype == np.float32 and on_disk.shape == emb.shape and np.array_equal(on_disk[[0, -1]], emb[[0, -1]]):
+                os.link(source, target)
+                return
+        except (OSError, ValueError):
+            pass  # another file system, or the file changed: write the embeddings out instead
+    np.save(target, emb)
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
@@ -183,39 +227,45 @@ def load_run(path: str | Path) -> ScanResult:
         raise RunDirError(f"{path} is not a faultlines run (it has no scan.json); give the folder a scan wrote")
     try:
         record = json.loads((path / SCAN_FILE).read_text(encoding="utf-8"))
-        table = pq.read_table(path / SAMPLES_FILE).to_pydict()
-        embeddings = np.load(path / EMBEDDINGS_FILE, allow_pickle=False)
+        table = pq.read_table(path / SAMPLES_FILE)
+        members = pq.read_table(path / MEMBERS_FILE)
+        embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError) as e:
         raise RunDirError(f"the run in {path} is incomplete or corrupt ({e}); scan again") from e
     if record.get("format") != RUN_FORMAT:
         raise RunDirError(f"{path} was written in format {record.get('format')!r}, not {RUN_FORMAT}")
+    column = lambda name: table.column(name).to_numpy()  # noqa: E731
+    probs = table.column("probs").combine_chunks()
     outputs = Outputs(
-        labels=np.asarray(table["label"], np.int64),
-        preds=np.asarray(table["pred"], np.int64),
-        probs=np.asarray(table["probs"], np.float32),
-        losses=np.asarray(table["loss"], np.float32),
+        labels=column("label").astype(np.int64),
+        preds=column("pred").astype(np.int64),
+        probs=probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32),
+        losses=column("loss").astype(np.float32),
         embeddings=embeddings,
         class_names=tuple(record["class_names"]),
         source=record["source"],
     )
+    rows, weights = members.column("row").to_numpy(), members.column("weight").to_numpy()
+    starts = np.concatenate([[0], np.cumsum([m["size"] for m in record["modes"]])])
     modes = [
         FailureMode(
             id=m["id"],
             method=m["method"],
             summary=m["summary"],
-            members=np.asarray(m["members"], np.int64),
-            weights=None if m["weights"] is None else np.asarray(m["weights"], np.float32),
+            members=rows[a:b].astype(np.int64),
+            weights=weights[a:b].astype(np.float32) if m["weighted"] else None,
             source=m["source"],
             metrics=m["metrics"],
             evidence=m["evidence"],
         )
-        for m in record["modes"]
+        for m, a, b in zip(record["modes"], starts[:-1], starts[1:], strict=True)
     ]
     previews: dict[int, Any] = {}
-    for i, png in enumerate(table.get("preview_png", [])):
-        if png is not None:
-            previews[i] = np.asarray(Image.open(io.BytesIO(png)))
-    texts = table.get("text")
+    if "preview_png" in table.column_names:
+        for i, png in enumerate(table.column("preview_png").to_pylist()):
+            if png is not None:
+                previews[i] = np.asarray(Image.open(io.BytesIO(png)))
+    texts = table.column("text").to_pylist() if "text" in table.column_names else None
     if texts is not None:
         previews |= {i: texts[i] for m in modes for i in m.evidence.get("typical", [])}
     tables = {}
@@ -226,7 +276,7 @@ def load_run(path: str | Path) -> ScanResult:
     for name, (file, _) in REPAIRS.items():
         if (path / file).is_file():
             repairs[name] = json.loads((path / file).read_text(encoding="utf-8"))
-    heldout = np.asarray(table["heldout"], bool) if "heldout" in table else None
+    heldout = column("heldout").astype(bool) if "heldout" in table.column_names else None
     return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}), heldout)
 
 

@@ -7,15 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from faultlines.arrays import nonfinite_rows
 from faultlines.errors import DataError
 
 #: What the report shows for one sample: an image (H, W) or (H, W, 3) as uint8, or a text.
 Preview = np.ndarray | str
-
-
-def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
-    bad = ~np.isfinite(a)
-    return np.flatnonzero(bad.reshape(len(a), -1).any(axis=1)) if bad.any() else np.array([], int)
 
 
 def as_labels(y: Any) -> np.ndarray:
@@ -96,7 +92,7 @@ class Outputs:
                 f"probs has shape {self.probs.shape} but there are {len(self.class_names)} class names"
             )
         for name in ("embeddings", "probs", "losses"):
-            rows = _nonfinite_rows(getattr(self, name))
+            rows = nonfinite_rows(getattr(self, name))
             if len(rows):
                 raise DataError(
                     f"{name} contain NaN or infinite values in {len(rows)} rows "

@@ -142,7 +142,7 @@ def test_scan_on_the_cli_probes_the_data_once_and_reports_every_finder(model_fil
     record = json.loads((out / "scan.json").read_text())
     assert [f["name"] for f in record["config"]["finders"]] == list(FINDERS) and record["config"]["skipped"] == {}
     assert {"spotlight", "error-mixture", "defuse", "density"} <= {m["method"] for m in record["modes"]}
-    assert set(record["analyses"]) == {"density", "perturb"}
+    assert set(record["analyses"]) == {"density", "perturb", "spotlight"}
     page = (out / "report.html").read_text()
     for heading in ("Feature density", "Spurious regions", "Generative model", 'id="spotlight-0"', 'id="error-mixture-0"', 'id="defuse-0"'):
         assert heading in page

@@ -10,7 +10,9 @@ from faultlines.errors import DataError
 def test_top_spotlight_finds_a_planted_mislabelled_cluster(plant_cluster, cls, wrong_label):
     relabelled, planted = plant_cluster(cls, wrong_label)
     top = fl.Spotlight(size=len(planted), n_spotlights=2).find(relabelled)[0]
-    assert np.isin(top.members, planted).mean() >= 0.8
+    # the spotlight's own size of nearest rows is the planted cluster; growing may add errors nearby
+    assert np.isin(top.members[: len(planted)], planted).mean() >= 0.8
+    assert np.isin(planted, top.members).mean() >= 0.8
     assert top.metrics["mean_loss"] > 5 * relabelled.losses.mean()
 
 
@@ -31,7 +33,8 @@ def test_spotlight_modes_have_the_documented_shape(test_outputs):
     for m in modes:
         assert m.method == "spotlight" and m.source == "test"
         assert np.all(np.diff(m.weights) <= 0)  # most typical first
-        assert m.metrics["size"] == len(m.members) == round(m.metrics["weight"])
+        # members: at least the spotlight's size of nearest rows (more where growing them made their errors more significant)
+        assert m.metrics["size"] == len(m.members) >= round(m.metrics["weight"])
         assert m.metrics["weight"] >= 0.95 * 0.05 * 360  # the size constraint holds
         assert m.evidence["typical"] == m.members[:16].tolist()
         assert sum(m.evidence["label_counts"].values()) == len(m.members)

@@ -25,7 +25,7 @@ def test_scan_result_carries_previews_and_config(result):
 
 def test_run_round_trip(result, tmp_path):
     path = fl.save_run(result, tmp_path / "run")
-    assert sorted(p.name for p in path.iterdir()) == ["embeddings.npy", "report.html", "samples.parquet", "scan.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["embeddings.npy", "members.parquet", "report.html", "samples.parquet", "scan.json"]
     back = fl.load_run(path)
     for name in ("labels", "preds", "probs", "losses", "embeddings"):
         assert np.array_equal(getattr(back.outputs, name), getattr(result.outputs, name)), name
@@ -99,7 +99,7 @@ def test_report_shows_text_rows_for_text_data(tmp_path):
     probs = np.full((200, 2), 0.5, np.float32)
     texts = [f"sentence <{i}>" for i in range(200)]
     table = fl.data.EmbeddingTable(emb, labels, probs, texts=texts, name="texts")
-    result = fl.scan(None, table, [fl.Spotlight(size=10, n_spotlights=1)], quiet=True)
+    result = fl.scan(None, table, [fl.Spotlight(size=10, n_spotlights=1, alpha=None)], quiet=True)  # no real errors: keep the spotlight
     page = fl.report(result, tmp_path / "r.html").read_text()
     shown = result.modes[0].evidence["typical"][0]
     assert f"sentence &lt;{shown}&gt;" in page

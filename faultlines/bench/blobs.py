@@ -52,3 +52,46 @@ def planted_blob(
     probs[np.arange(n), labels] = p_true
     probs[np.arange(n), 1 - labels] = 1 - p_true
     return Outputs.from_probs(labels, probs, emb, ("a", "b"), source="synthetic"), in_blob
+
+
+def write_scale_table(folder, n: int = 1_000_000, dim: int = 512, blobs: tuple[int, ...] = (5000, 2000, 1000),
+                      num_classes: int = 10, error_rate: float = 0.1, blob_error_rate: float = 0.9, seed: int = 0,
+                      chunk: int = 65_536) -> np.ndarray:
+    """Write an embedding table as a folder of .npy files (`faultlines scan --data FOLDER`), in
+    chunks, so a table larger than memory can be made: N(0, I) float32 embeddings, `num_classes`
+    random labels, the model wrong on a random `error_rate` of the rows, and planted blobs of
+    the given sizes, each N(c_b, 0.5^2 I) around its own random centre, wrong on `blob_error_rate`
+    of their rows. Probabilities: the predicted class gets U(0.5, 0.99), the rest share the remainder.
+
+    Returns:
+        (n,) int array: the blob of each row (0, 1, ...), -1 outside every blob.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    blob_of = np.full(n, -1)
+    rows = rng.choice(n, sum(blobs), replace=False)
+    for b, part in enumerate(np.split(rows, np.cumsum(blobs)[:-1])):
+        blob_of[part] = b
+    centres = rng.standard_normal((len(blobs), dim), dtype=np.float32)
+    labels = rng.integers(0, num_classes, n)
+    wrong = rng.random(n) < np.where(blob_of >= 0, blob_error_rate, error_rate)
+    preds = np.where(wrong, (labels + rng.integers(1, num_classes, n)) % num_classes, labels)
+    top = rng.uniform(0.5, 0.99, n).astype(np.float32)
+    probs = np.repeat(((1 - top) / (num_classes - 1))[:, None], num_classes, axis=1)
+    probs[np.arange(n), preds] = top
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "probs.npy", probs)
+    emb = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+    for start in range(0, n, chunk):
+        block = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32)
+        which = blob_of[start:start + len(block)]
+        for b in np.unique(which[which >= 0]):
+            inside = which == b
+            block[inside] = centres[b] + 0.5 * rng.standard_normal((int(inside.sum()), dim), dtype=np.float32)
+        emb[start:start + len(block)] = block
+    emb.flush()
+    del emb
+    return blob_of

@@ -112,11 +112,12 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
         missing = [c for c in ("label", "probs", "embedding") if c not in table.column_names]
         if missing:
             raise DataError(f"{p} lacks the columns {missing}; it has {table.column_names}")
-        ragged = lambda col: _stack_lists(table.column(col).to_pylist(), col, p)  # noqa: E731
+        ragged = lambda col: _stack_lists(table.column(col), col, p)  # noqa: E731
         texts = table.column("text").to_pylist() if "text" in table.column_names else None
         return EmbeddingTable(ragged("embedding"), np.asarray(table.column("label")), ragged("probs"), texts=texts, name=p.name)
     if p.is_dir():
-        arrays = {f.stem: _load_npy(f) for f in p.glob("*.npy")}
+        # the embeddings are read memory-mapped: only the rows in use need be in memory
+        arrays = {f.stem: _load_npy(f, mmap=f.stem == "embeddings") for f in p.glob("*.npy")}
         texts_file = p / "texts.txt"
         texts = texts_file.read_text(encoding="utf-8").splitlines() if texts_file.exists() else None
     else:
@@ -127,24 +128,39 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
     names = arrays.get("class_names")
     if texts is None and "texts" in arrays:
         texts = arrays["texts"].tolist()
+    mapped = p.is_dir() and arrays["embeddings"].dtype == np.float32
     return EmbeddingTable(
         arrays["embeddings"], arrays["labels"], arrays["probs"],
         None if names is None else tuple(names.tolist()), texts, name=p.name,
+        embeddings_file=str((p / "embeddings.npy").resolve()) if mapped else None,
     )
 
 
-def _load_npy(f: Path) -> np.ndarray:
+def _load_npy(f: Path, mmap: bool = False) -> np.ndarray:
     try:
-        return np.load(f, allow_pickle=False)
+        return np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read {f} as a numpy .npy file ({e})") from e
 
 
-def _stack_lists(rows: list, column: str, path: Path) -> np.ndarray:
-    lengths = {len(r) if r is not None else -1 for r in rows}
-    if len(lengths) > 1 or -1 in lengths:
+def _stack_lists(values, column: str, path: Path) -> np.ndarray:
+    """A parquet column of equal-length lists as an (N, width) float32 array, without Python rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = values.combine_chunks()
+    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(values.type)):
+        raise DataError(f"column '{column}' of {path} must hold lists of numbers, not {values.type}")
+    lengths = pc.list_value_length(values)
+    if values.null_count or len(values) and pc.min_max(lengths)["min"] != pc.min_max(lengths)["max"]:
         raise DataError(f"column '{column}' of {path} must hold lists of one length in every row")
-    return np.asarray(rows, dtype=np.float32)
+    flat = values.flatten()
+    if flat.null_count:
+        raise DataError(f"column '{column}' of {path} holds missing numbers")
+    try:
+        return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(values), -1)
+    except (pa.ArrowInvalid, ValueError, TypeError) as e:
+        raise DataError(f"column '{column}' of {path} must hold lists of numbers ({e})") from e
 
 
 def load(path: str | Path) -> ArraySource | EmbeddingTable:

@@ -173,6 +173,8 @@ class EmbeddingTable:
         class_names: one name per class; default "0", "1", ...
         texts: one string per sample, shown in the report, or None.
         name: what the report calls this data.
+        embeddings_file: the .npy file `embeddings` is memory-mapped from, if any: a run
+            folder links to it rather than copying the embeddings.
     """
 
     embeddings: np.ndarray
@@ -181,6 +183,7 @@ class EmbeddingTable:
     class_names: tuple[str, ...] | None = None
     texts: list[str] | None = None
     name: str = "data"
+    embeddings_file: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)

@@ -22,9 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
+from faultlines.arrays import fit_space, row_chunks, to_space
 from faultlines.find.base import Finder, Interval
 from faultlines.types import FailureMode, Outputs
 
@@ -44,10 +43,13 @@ class ErrorMixture(Finder):
         min_size: least number of (hard-assigned) members for a component to be a slice;
             default max(3, 0.5% of the samples).
         n_typical: members kept as "most typical" for the report.
-        seed: seed for the initial noise and PCA.
+        seed: seed for the initial noise, the fitted rows and PCA.
+        fit_rows: with more rows than this, the mixture (and PCA) is fitted on this many,
+            drawn at random, and every row is then assigned to its components a chunk at a
+            time; the standardisation is fitted on every row.
 
     Attributes (after `find`):
-        resp_: (N, n_components) responsibilities; means_, variances_, weights_;
+        resp_: (N, n_components) float32 responsibilities of every row; means_, variances_, weights_;
         gaps_: (n_components,) error-rate gap of each component (NaN below the least size);
         slices_: the components returned, in order; scaler_, pca_: the fitted standardisation
         and PCA (None when the embeddings are no wider than n_pca).
@@ -66,6 +68,7 @@ class ErrorMixture(Finder):
         "min_size": Interval(1, None, integer=True, none=True),
         "n_typical": Interval(0, None, integer=True),
         "seed": Interval(0, None, integer=True),
+        "fit_rows": Interval(1, None, integer=True),
     }
 
     n_slices: int = 5
@@ -79,6 +82,7 @@ class ErrorMixture(Finder):
     min_size: int | None = None
     n_typical: int = 16
     seed: int = 0
+    fit_rows: int = 50_000
     quiet: bool = True
 
     def _initial_resp(self, y: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -116,11 +120,16 @@ class ErrorMixture(Finder):
         return np.log(weights)[None] + log_gauss + self.y_weight * y @ np.log(theta).T + self.y_hat_weight * p @ np.log(phi).T
 
     def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
-        """Fit the mixture to `outputs` and return its slices with the largest error-rate gaps."""
+        """Fit the mixture to `outputs` (or `fit_rows` of them) and return its slices with the
+        largest error-rate gaps, their members among all rows."""
         rng = np.random.default_rng(self.seed)
-        z = self._space(outputs, fit=True)
-        y = np.eye(outputs.num_classes)[outputs.labels]
-        p = outputs.probs.astype(np.float64)
+        fit = np.sort(rng.choice(outputs.n, self.fit_rows, replace=False)) if outputs.n > self.fit_rows else None
+        n_pca = min(self.n_pca, outputs.n - 1)
+        self.scaler_, self.pca_ = fit_space(outputs.embeddings, fit, n_pca if n_pca >= 1 else None, self.seed)
+        part = outputs if fit is None else outputs.subset(fit)
+        z = to_space(part.embeddings, self.scaler_, self.pca_).astype(np.float64)
+        y = np.eye(outputs.num_classes)[part.labels]
+        p = part.probs.astype(np.float64)
         resp = self._initial_resp(y, p, rng)
         previous = -np.inf
         for _ in range(self.max_iter):
@@ -133,8 +142,8 @@ class ErrorMixture(Finder):
                 break
             previous = ll
         self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_ = params
-        self.resp_ = resp
-        hard = resp.argmax(1)
+        self.resp_ = resp.astype(np.float32) if fit is None else self._responsibilities(outputs, with_prediction=True)
+        hard = self.resp_.argmax(1)
         min_size = self.min_size if self.min_size is not None else max(3, int(np.ceil(0.005 * outputs.n)))
         wrong = ~outputs.correct
         overall = wrong.mean()
@@ -145,26 +154,24 @@ class ErrorMixture(Finder):
         self.slices_ = ranked[: self.n_slices]
         return [self._slice_mode(outputs, k, rank, hard) for rank, k in enumerate(self.slices_)]
 
-    def _space(self, outputs: Outputs, fit: bool = False) -> np.ndarray:
-        """Embeddings as the mixture models them: standardised, then PCA-reduced, by the scaler
-        and PCA fitted on `outputs` when `fit`, else by those fitted at `find`."""
-        z = outputs.embeddings.astype(np.float64)
-        if fit:
-            self.scaler_ = StandardScaler().fit(z)
-        z = self.scaler_.transform(z)
-        if fit:
-            n_pca = min(self.n_pca, z.shape[1], outputs.n - 1)
-            self.pca_ = PCA(n_components=n_pca, random_state=self.seed).fit(z) if 1 <= n_pca < z.shape[1] else None
-        return self.pca_.transform(z) if self.pca_ is not None else z
+    def _responsibilities(self, outputs: Outputs, with_prediction: bool) -> np.ndarray:
+        """(N, n_components) float32 responsibilities of every row of `outputs`, a chunk at a
+        time; without the prediction term when not `with_prediction`."""
+        params = (self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_)
+        eye = np.eye(len(self.label_dist_[0]))
+        resp = np.empty((outputs.n, len(self.weights_)), np.float32)
+        for part in row_chunks(outputs.n):
+            z = to_space(outputs.embeddings[part], self.scaler_, self.pca_).astype(np.float64)
+            p = outputs.probs[part].astype(np.float64) if with_prediction else np.zeros((len(z), self.pred_dist_.shape[1]))
+            log_joint = self._log_joint(z, eye[outputs.labels[part]], p, params)
+            resp[part] = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+        return resp
 
     def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per slice, the rows of `outputs` whose likeliest component it is given their embedding
         and label only (the prediction term is left out: with the label it would say which rows
         are wrong), most responsible first, and their responsibilities."""
-        y = np.eye(len(self.label_dist_[0]))[outputs.labels]
-        params = (self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_)
-        log_joint = self._log_joint(self._space(outputs), y, np.zeros((outputs.n, self.pred_dist_.shape[1])), params)
-        resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+        resp = self._responsibilities(outputs, with_prediction=False)
         hard = resp.argmax(1)
         assigned = []
         for k in self.slices_:

@@ -17,6 +17,15 @@ as one batched tensor program, from the neighbourhoods with the highest mean los
 the best that meets the size constraint. Spotlights are found one after another; each one
 down-weights the losses it covered, l_i <- l_i (1 - k_i / max k), so the next looks elsewhere.
 
+Each spotlight must be a new region whose errors are above the rest's (`max_overlap`,
+`alpha`): a search whose best start repeats an earlier spotlight is replaced by its next
+start, and a search with none left keeps nothing. Members are the rows nearest the centre, from
+the spotlight's size out to where their errors are most significant (`grow`).
+
+At scale the search runs on a random `search_rows` of the rows and each spotlight is then
+set on every row, a chunk of rows at a time (`faultlines.arrays`): the 150 Adam steps cost
+what they cost on 50,000 rows, and one pass over all rows places each spotlight.
+
 Embeddings are standardised first (each feature to zero mean, unit variance): the kernel is
 spherical, and without scaling a few high-variance units would decide every distance. PCA
 after standardising is optional (`pca=`): it speeds up very wide embeddings and drops noise
@@ -31,13 +40,22 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
+from faultlines.arrays import fit_space, row_chunks, to_space
 from faultlines.errors import DataError
 from faultlines.find.base import Finder, Interval, OneOf
 from faultlines.progress import track
+from faultlines.significance import enrichment_p
 from faultlines.types import FailureMode, Outputs
+
+
+#: How many of the highest-loss rows are considered as the centres of neighbourhoods a search
+#: may start from. Among rows the model gets wrong, losses say little about where a failure
+#: region is; the neighbourhood's mean loss does. A thousand leaves several rows of a region of
+#: 1% of the wrong rows among them.
+CANDIDATES = 1024
+#: How many numbers (rows x width) the search reads at each step, by default (`search_rows`).
+SEARCH_NUMBERS = 3_200_000
 
 
 @dataclass(eq=False, repr=False)
@@ -49,7 +67,8 @@ class Spotlight(Finder):
             The default, 5%, leaves a mode found on half of a few hundred rows enough held-out
             rows to be tested (`faultlines.significance`); at 2%, the planted slices of the
             benchmark were confirmed in fewer seeds (BENCHMARKS.md).
-        n_spotlights: how many spotlights to find, one after another.
+        n_spotlights: how many searches for a spotlight to run, one after another (each keeps
+            at most one; see `alpha` and `max_overlap`).
         kernel: "linear" (the paper's default; compact support) or "gaussian".
         pca: reduce standardised embeddings to this many components first; None keeps all.
         n_starts: searches run together per spotlight, from the highest-loss neighbourhoods.
@@ -58,16 +77,36 @@ class Spotlight(Finder):
             centre takes per step.
         barrier_scale: weight of the size penalty, relative to the loss range.
         n_typical: members kept as "most typical" (highest kernel weight) for the report.
-        seed: seed for the choice of starts and for PCA.
+        seed: seed for the choice of starts, the searched rows and PCA.
+        search_rows: with more rows than this, the search runs on this many, drawn at random,
+            and each spotlight is then measured on every row: its precision set so that it
+            covers `size` of all rows, its members found among all rows. The standardisation
+            is fitted on every row; PCA on the searched ones. Default: as many rows as hold
+            3.2 million numbers (25,000 rows of 128; 6,250 of 512), at least 10,000: each
+            Adam step reads them all, so this sets the search's time.
+        grow: members are the rows nearest the centre: the spotlight's size, and with `grow` as
+            many more as makes their error rate most significantly above the rows' (a
+            binomial z-score; at most a quarter of the rows), so a region larger than `size`
+            is held whole rather than cut at `size`.
+        max_overlap: a spotlight must be a new region: a search whose best start shares more
+            than this share of the smaller member set with a spotlight found before is
+            replaced by its next start, and so on.
+        alpha: a spotlight's members must have an error rate above the other rows' at this
+            level (one-sided Fisher, on the rows searched: a weak filter, since the search
+            chose them; `scan` tests the kept ones on held-out rows); None keeps any. When no
+            start of a search passes both checks, that search keeps no spotlight (the next
+            still looks elsewhere): fewer than `n_spotlights` are returned, and
+            `analyses_["spotlight"]` says so.
         quiet: hide the progress bar.
 
     Attributes (after `find`):
         centers_: (n_spotlights, D) spotlight centres in the standardised (and reduced) space.
         precisions_: (n_spotlights,) kernel precisions tau.
         weights_: (N, n_spotlights) kernel weight of every sample in every spotlight.
-        thresholds_: (n_spotlights,) the least kernel weight of a member (`assign` uses it).
+        radii_: (n_spotlights,) squared distance of the farthest member (`assign` uses it).
         scaler_, pca_: the fitted standardisation and PCA (None without `pca`).
         objectives_: (n_spotlights,) weighted mean loss each spotlight reached on the losses it saw.
+        (n_spotlights here is the number kept.)
     """
 
     name: ClassVar[str] = "spotlight"
@@ -82,6 +121,10 @@ class Spotlight(Finder):
         "barrier_scale": Interval(0, None, open_low=True),
         "n_typical": Interval(0, None, integer=True),
         "seed": Interval(0, None, integer=True),
+        "search_rows": Interval(1, None, integer=True, none=True),
+        "grow": OneOf((True, False)),
+        "max_overlap": Interval(0, 1),
+        "alpha": Interval(0, 1, open_low=True, none=True),
     }
 
     size: float = 0.05
@@ -94,6 +137,10 @@ class Spotlight(Finder):
     barrier_scale: float = 1.0
     n_typical: int = 16
     seed: int = 0
+    search_rows: int | None = None
+    grow: bool = True
+    max_overlap: float = 0.5
+    alpha: float | None = 0.05
     quiet: bool = True
 
     # -- the search -----------------------------------------------------------------
@@ -106,27 +153,34 @@ class Spotlight(Finder):
     def _sq_dist(x: torch.Tensor, x_sq: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x_sq - 2 * mu @ x.T + (mu * mu).sum(1, keepdim=True), min=0)
 
-    def _starts(self, x: torch.Tensor, x_sq: torch.Tensor, losses: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centres and precisions of `n_starts` searches at distinct high-mean-loss neighbourhoods."""
-        n = len(x)
-        k = max(1, min(n, count))
-        n_cand = min(n, max(128, 8 * self.n_starts))
-        cand = torch.topk(losses, n_cand).indices
-        scores, centers, radii = [], [], []
+    def _neighbourhoods(self, x: torch.Tensor, x_sq: torch.Tensor, losses: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `count` nearest rows (and the squared distance to the farthest of them) of up to
+        CANDIDATES of the highest-loss rows: where searches may start. Found once per `find`:
+        each search scores them by the losses as they are then."""
+        k = max(1, min(len(x), count))
+        cand = torch.topk(losses, min(len(x), CANDIDATES)).indices
+        hoods, radii = [], []
         for chunk in cand.split(64):
-            d2 = self._sq_dist(x, x_sq, x[chunk])
-            nd2, nn_idx = torch.topk(d2, k, dim=1, largest=False)
-            scores.append(losses[nn_idx].mean(1))
-            centers.append(x[nn_idx].mean(1))
+            nd2, nn_idx = torch.topk(self._sq_dist(x, x_sq, x[chunk]), k, dim=1, largest=False)
+            hoods.append(nn_idx)
             radii.append(nd2[:, -1])
-        scores, centers, radii = torch.cat(scores), torch.cat(centers), torch.cat(radii)
+        return torch.cat(hoods), torch.cat(radii)
+
+    def _starts(self, x: torch.Tensor, x_sq: torch.Tensor, losses: torch.Tensor, hoods: tuple[torch.Tensor, torch.Tensor],
+                count: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centres and precisions of `n_starts` searches at distinct neighbourhoods of the highest mean loss."""
+        nn_idx, radii = hoods
+        scores = losses[nn_idx].mean(1)
         chosen: list[int] = []
+        centers: dict[int, torch.Tensor] = {}
         for i in torch.argsort(scores, descending=True, stable=True).tolist():
-            if all(((x[cand[i]] - centers[j]) ** 2).sum() > radii[j] for j in chosen):
+            centre = x[nn_idx[i]].mean(0)
+            if all(((centre - centers[j]) ** 2).sum() > radii[j] for j in chosen):
                 chosen.append(i)
+                centers[i] = centre
             if len(chosen) == self.n_starts:
                 break
-        mu = centers[chosen]
+        mu = torch.stack([centers[i] for i in chosen])
         return mu, self._precision_for(self._sq_dist(x, x_sq, mu), 1.5 * count)
 
     def _precision_for(self, d2: torch.Tensor, target: float) -> torch.Tensor:
@@ -139,8 +193,10 @@ class Spotlight(Finder):
             lo, hi = torch.where(too_wide, mid, lo), torch.where(too_wide, hi, mid)
         return ((lo + hi) / 2).exp()
 
-    def _search(self, x: torch.Tensor, x_sq: torch.Tensor, losses: torch.Tensor, count: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-        mu0, tau0 = self._starts(x, x_sq, losses, int(math.ceil(count)))
+    def _search(self, x: torch.Tensor, x_sq: torch.Tensor, losses: torch.Tensor, hoods: tuple[torch.Tensor, torch.Tensor],
+                count: float) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        """Every start's best (centre, precision, objective) that met the size, best first."""
+        mu0, tau0 = self._starts(x, x_sq, losses, hoods, count)
         # Adam moves every coordinate by about lr per step, so a raw centre would take steps of
         # lr * sqrt(D). Optimise an offset in units of each start's radius / sqrt(D) instead:
         # every step then moves a centre by about lr of its own radius, in any dimension.
@@ -166,8 +222,10 @@ class Spotlight(Finder):
             (penalty - objective).sum().backward()
             opt.step()
             sched.step()
-        best = int(torch.argmax(best_obj))
-        return best_mu[best], best_tau[best], float(best_obj[best])
+        order = torch.argsort(best_obj, descending=True, stable=True).tolist()
+        # a start that never met the size is still a candidate when none did (its best is its start)
+        found = [i for i in order if best_obj[i] > -math.inf] or order[:1]
+        return [(best_mu[i].detach(), best_tau[i].detach(), float(best_obj[i])) for i in found]
 
     def _evaluate(self, x, x_sq, losses, mu, tau) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Kernel weights (B, N), their sums (B,) and the weighted mean losses (B,)."""
@@ -176,72 +234,120 @@ class Spotlight(Finder):
         return k, weight, (k @ losses) / (weight + 1e-12)
 
     def _find(self, outputs: Outputs, **_) -> list[FailureMode]:
-        """Find `n_spotlights` high-loss regions in `outputs.embeddings`.
+        """Find up to `n_spotlights` distinct high-loss regions in `outputs.embeddings`.
 
         Returns:
-            One FailureMode per spotlight (id "spotlight-j"), members ordered by kernel
-            weight, `weights` their kernel weights.
+            One FailureMode per spotlight kept (ids "spotlight-0", ...), members nearest the
+            centre first, `weights` their kernel weights. Each of the `n_spotlights` searches
+            keeps its best start that is a new region (`max_overlap`) whose errors are above
+            the rest's (`alpha`), or nothing when no start is; `analyses_["spotlight"]` says how
+            many searches ran, how many spotlights were kept and how many starts were rejected.
         """
         n = outputs.n
         count = self.size * n if self.size < 1 else float(self.size)
         if count >= n:
             raise DataError(f"a spotlight of size {count:g} cannot fit in {n} samples; use a smaller size")
-        x = self._space(outputs, fit=True)
+        rng = np.random.default_rng(self.seed)
+        width = outputs.embeddings.shape[1] if self.pca is None else min(self.pca, outputs.embeddings.shape[1])
+        search_rows = self.search_rows or max(10_000, SEARCH_NUMBERS // width)
+        searched = np.sort(rng.choice(n, search_rows, replace=False)) if n > search_rows else None
+        self.scaler_, self.pca_ = fit_space(outputs.embeddings, searched, self.pca, self.seed)
+        x = self._space(outputs.embeddings if searched is None else outputs.embeddings[searched])
         x_sq = (x * x).sum(1)
-        losses = torch.from_numpy(outputs.losses.astype(np.float32))
-        centers, precisions, objectives, weights = [], [], [], []
+        losses = torch.from_numpy(np.ascontiguousarray(outputs.losses if searched is None else outputs.losses[searched], np.float32))
+        sub_count = count if searched is None else count * len(searched) / n
+        wrong = ~outputs.correct
+        hoods = self._neighbourhoods(x, x_sq, losses, int(math.ceil(sub_count)))
+        kept: list[dict] = []
+        rejected = 0
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             for _ in track(range(self.n_spotlights), "spotlights", self.n_spotlights, self.quiet):
-                mu, tau, objective = self._search(x, x_sq, losses, count)
-                k = self._kernel(self._sq_dist(x, x_sq, mu[None]), tau)[0]
-                losses = losses * (1 - k / k.max().clamp(min=1e-12))
-                centers.append(mu.numpy())
-                precisions.append(float(tau))
-                objectives.append(objective)
-                weights.append(k.numpy())
-        self.centers_ = np.stack(centers)
-        self.precisions_ = np.array(precisions)
-        self.objectives_ = np.array(objectives)
-        self.weights_ = np.stack(weights, axis=1)
-        self.thresholds_ = np.zeros(self.n_spotlights)
-        return [self._spotlight_mode(outputs, j) for j in range(self.n_spotlights)]
+                candidates = self._search(x, x_sq, losses, hoods, sub_count)
+                mus = torch.stack([mu for mu, _, _ in candidates])
+                d2 = self._sq_dist(x, x_sq, mus) if searched is None else self._distances(outputs.embeddings, mus)
+                taus = torch.stack([tau for _, tau, _ in candidates])
+                if searched is not None:  # the search saw a sample: set each size on every row
+                    taus = self._precision_for(d2, count)
+                spot, covered = None, self._kernel(d2[:1], taus[:1])[0]
+                for c, (mu, _, objective) in enumerate(candidates):
+                    k = self._kernel(d2[c : c + 1], taus[c : c + 1])[0]
+                    order, size = self._members(d2[c], k, wrong)
+                    if self._acceptable(order[:size], wrong, kept):
+                        spot = {"mu": mu, "tau": float(taus[c]), "objective": objective, "k": k,
+                                "members": order[:size], "radius": float(d2[c, order[size - 1]])}
+                        covered = k
+                        break
+                    rejected += 1
+                if spot is not None:
+                    kept.append(spot)
+                # the next search looks elsewhere, whether or not this one found a spotlight
+                k_seen = covered if searched is None else covered[searched]
+                losses = losses * (1 - k_seen / k_seen.max().clamp(min=1e-12))
+        self.centers_ = np.stack([s["mu"].numpy() for s in kept]) if kept else np.zeros((0, x.shape[1]), np.float32)
+        self.precisions_ = np.array([s["tau"] for s in kept])
+        self.objectives_ = np.array([s["objective"] for s in kept])
+        self.weights_ = np.stack([s["k"].numpy() for s in kept], axis=1) if kept else np.zeros((n, 0), np.float32)
+        self.radii_ = np.array([s["radius"] for s in kept])
+        self.analyses_["spotlight"] = {"asked": self.n_spotlights, "kept": len(kept), "rejected": rejected,
+                                       "searched_rows": n if searched is None else len(searched)}
+        return [self._spotlight_mode(outputs, j, s["members"]) for j, s in enumerate(kept)]
 
-    def _space(self, outputs: Outputs, fit: bool = False) -> torch.Tensor:
-        """Embeddings in the searched space: standardised (and PCA-reduced), by the scaler and
-        PCA fitted on `outputs` when `fit`, else by those fitted at `find`."""
-        emb = outputs.embeddings.astype(np.float64)
-        if fit:
-            self.scaler_ = StandardScaler().fit(emb)
-        emb = self.scaler_.transform(emb)
-        if fit:
-            self.pca_ = None if self.pca is None else PCA(n_components=min(self.pca, *emb.shape), random_state=self.seed).fit(emb)
-        if self.pca_ is not None:
-            emb = self.pca_.transform(emb)
-        return torch.from_numpy(emb.astype(np.float32))
+    def _members(self, d2: torch.Tensor, k: torch.Tensor, wrong: np.ndarray) -> tuple[np.ndarray, int]:
+        """Rows nearest the centre first, and how many of them are members: the spotlight's
+        size, round(sum k) (its kernel's support would also count the thin outer shell, which
+        in many dimensions holds a crowd of barely-weighted rows); with `grow`, as many more as
+        makes the members' errors most significant against the rows' error rate (binomial z),
+        up to a quarter of the rows."""
+        order = np.argsort(d2.numpy(), kind="stable")
+        size = max(1, round(float(k.sum())))
+        rate = float(wrong.mean())
+        if self.grow and 0 < rate < 1 and size < len(order) // 4:
+            m = np.arange(1, len(order) // 4 + 1)
+            z = (np.cumsum(wrong[order[: len(m)]]) - m * rate) / np.sqrt(m * rate * (1 - rate))
+            size += int(np.argmax(z[size - 1 :]))
+        return order, size
+
+    def _acceptable(self, members: np.ndarray, wrong: np.ndarray, kept: list[dict]) -> bool:
+        """Whether a candidate's members are a new region (sharing at most `max_overlap` of the
+        smaller member set with every spotlight kept) with errors above the other rows' (`alpha`)."""
+        for other in kept:
+            shared = len(np.intersect1d(members, other["members"], assume_unique=True))
+            if shared > self.max_overlap * min(len(members), len(other["members"])):
+                return False
+        if self.alpha is None:
+            return True
+        inside = int(wrong[members].sum())
+        return enrichment_p(inside, len(members), int(wrong.sum()) - inside, len(wrong) - len(members)) <= self.alpha
+
+    def _space(self, embeddings: np.ndarray) -> torch.Tensor:
+        """Embeddings in the searched space: standardised (and PCA-reduced) as fitted at `find`."""
+        return torch.from_numpy(to_space(embeddings, self.scaler_, self.pca_))
+
+    def _distances(self, embeddings: np.ndarray, mus: torch.Tensor) -> torch.Tensor:
+        """(len(mus), N) squared distances of every row to each centre, a chunk of rows at a time."""
+        d2 = torch.empty((len(mus), len(embeddings)))
+        for part in row_chunks(len(embeddings)):
+            z = self._space(embeddings[part])
+            d2[:, part] = self._sq_dist(z, (z * z).sum(1), mus)
+        return d2
 
     def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per spotlight, the rows of `outputs` whose kernel weight reaches that of its lightest
-        member at `find` (its members are the heaviest rows), heaviest first, and their weights."""
-        x = self._space(outputs)
-        d2 = self._sq_dist(x, (x * x).sum(1), torch.from_numpy(self.centers_))
+        """Per spotlight, the rows of `outputs` no farther from its centre than its farthest
+        member at `find`, nearest first, and their kernel weights."""
+        d2 = self._distances(outputs.embeddings, torch.from_numpy(self.centers_))
         k = self._kernel(d2, torch.from_numpy(self.precisions_).float()).numpy()
+        d2 = d2.numpy()
         assigned = []
-        for j in range(self.n_spotlights):
-            rows = np.flatnonzero((k[j] >= self.thresholds_[j]) & (k[j] > 0))
-            rows = rows[np.argsort(-k[j, rows], kind="stable")]
+        for j in range(len(self.centers_)):
+            rows = np.flatnonzero(d2[j] <= self.radii_[j])
+            rows = rows[np.argsort(d2[j, rows], kind="stable")]
             assigned.append((rows, k[j, rows]))
         return assigned
 
-    def _spotlight_mode(self, outputs: Outputs, j: int) -> FailureMode:
+    def _spotlight_mode(self, outputs: Outputs, j: int, members: np.ndarray) -> FailureMode:
         k = self.weights_[:, j]
-        # Members: the round(sum k) heaviest samples, the spotlight's effective size. (The
-        # kernel's support would also count the thin outer shell, which in many dimensions
-        # holds a crowd of barely-weighted points.)
-        size = max(1, round(float(k.sum())))
-        members = np.argsort(-k, kind="stable")[:size]
         w = k[members]
-        self.thresholds_[j] = float(w.min())
         metrics = {
             "weight": float(k.sum()),
             "weighted_loss": float(w @ outputs.losses[members] / max(w.sum(), 1e-12)),

@@ -10,13 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
+from faultlines.arrays import fit_space, row_chunks, to_space  # noqa: E402
 from faultlines.images import png_bytes  # noqa: E402
 from faultlines.types import FailureMode, Outputs  # noqa: E402
 
-#: Points drawn in the embedding map at most; more are subsampled (modes' members always drawn).
+#: Points drawn in the embedding map at most, and members drawn per mode at most; more are
+#: drawn at random. The standardisation and PCA are fitted on the drawn rows.
 MAP_POINTS = 20_000
 MODE_COLORS = plt.get_cmap("tab10").colors
 
@@ -60,17 +59,25 @@ def confusion_matrix(outputs: Outputs) -> str:
 
 def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> str:
     """The embeddings on their first two principal components, with each mode's members coloured."""
-    emb = StandardScaler().fit_transform(outputs.embeddings.astype(np.float64))
-    xy = PCA(n_components=2, random_state=seed).fit_transform(emb) if emb.shape[1] > 2 else np.pad(emb, ((0, 0), (0, 2 - emb.shape[1])))
-    rows = np.arange(outputs.n)
-    if outputs.n > MAP_POINTS:
-        rows = np.random.default_rng(seed).choice(outputs.n, MAP_POINTS, replace=False)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(outputs.n) if outputs.n <= MAP_POINTS else np.sort(rng.choice(outputs.n, MAP_POINTS, replace=False))
+    shown = [m for m in modes[:10] if m.source == outputs.source]
+    # only the rows drawn are projected: the map of a million rows costs what one of MAP_POINTS does
+    members = [m.members if len(m.members) <= MAP_POINTS else rng.choice(m.members, MAP_POINTS, replace=False) for m in shown]
+    scaler, pca = fit_space(outputs.embeddings, rows, 2, seed)
+    needed = np.unique(np.concatenate([rows, *members]))
+    xy = np.concatenate([to_space(outputs.embeddings[needed[part]], scaler, pca) for part in row_chunks(len(needed))])
+    xy = np.pad(xy, ((0, 0), (0, max(0, 2 - xy.shape[1]))))
+
+    def at(r: np.ndarray) -> np.ndarray:
+        return xy[np.searchsorted(needed, r)]
+
     wrong = ~outputs.correct[rows]
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.scatter(*xy[rows[~wrong]].T, s=4, c="#c8c8c8", label="correct", linewidths=0)
-    ax.scatter(*xy[rows[wrong]].T, s=10, c="#555555", marker="x", label="misclassified", linewidths=0.8)
-    for j, mode in enumerate(m for m in modes[:10] if m.source == outputs.source):
-        ax.scatter(*xy[mode.members].T, s=16, facecolors="none", edgecolors=[MODE_COLORS[j % 10]], label=mode.id, linewidths=1)
+    ax.scatter(*at(rows[~wrong]).T, s=4, c="#c8c8c8", label="correct", linewidths=0)
+    ax.scatter(*at(rows[wrong]).T, s=10, c="#555555", marker="x", label="misclassified", linewidths=0.8)
+    for j, (mode, drawn) in enumerate(zip(shown, members)):
+        ax.scatter(*at(drawn).T, s=16, facecolors="none", edgecolors=[MODE_COLORS[j % 10]], label=mode.id, linewidths=1)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.legend(loc="best", fontsize=8, markerscale=1.5)
