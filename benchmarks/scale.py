@@ -3,12 +3,13 @@ folder size, and whether each planted blob is found.
 
     python benchmarks/scale.py                        # 1,000,000 x 512, blobs of 5,000, 2,000, 1,000 rows
     python benchmarks/scale.py --n 100000 --dim 128   # blobs scaled with n: 500, 200, 100 rows
+    python benchmarks/scale.py --size 0.001           # a spotlight size other than the command's default
 
 The table (`faultlines.bench.blobs.write_scale_table`: N(0, I) float32 embeddings, 10 classes,
 the model wrong on 10% of rows at random, each blob wrong on 90% of its rows) is written once
 as a folder of .npy files under --cache, then scanned as a user would:
 
-    faultlines scan --data TABLE --out RUN --quiet --size SIZE
+    faultlines scan --data TABLE --out RUN --quiet [--size SIZE]
 
 Peak RSS is the scan process's (getrusage of the child); it counts the pages of the
 memory-mapped embeddings the scan touched. The run folder's size counts embeddings.npy at 0
@@ -42,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--size", type=float, default=0.001, help="spotlight size passed to the scan")
+    parser.add_argument("--size", type=float, default=None, help="--size for the scan (default: the command's own)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/faultlines-scale"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -55,7 +56,8 @@ def main() -> None:
         np.save(truth_file, blob_of)  # not read by the scan: it reads embeddings, labels, probs
     blob_of = np.load(truth_file)
     run = args.cache / f"run-{args.n}x{args.dim}"
-    command = [sys.executable, "-m", "faultlines", "scan", "--data", str(table), "--out", str(run), "--quiet", "--size", str(args.size)]
+    command = [sys.executable, "-m", "faultlines", "scan", "--data", str(table), "--out", str(run), "--quiet"]
+    command += [] if args.size is None else ["--size", str(args.size)]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -69,7 +71,7 @@ def main() -> None:
     timings = record["config"]["timings"]
 
     print(f"{args.n:,} x {args.dim} float32 ({emb_bytes / 1e9:.2f} GB), blobs {', '.join(map(str, blobs))}; "
-          f"`faultlines scan --size {args.size:g}` on {os.cpu_count()} cores\n")
+          f"`faultlines scan{'' if args.size is None else f' --size {args.size:g}'}` on {os.cpu_count()} cores\n")
     staged = sum(timings.values())
     print("| wall (s) | " + " | ".join(f"{k} (s)" for k in timings) + " | load, store, report, start-up (s) | peak RSS (GB) | RSS / embedding bytes | run folder / embedding bytes |")
     print("|---|" + "---|" * (len(timings) + 4))

@@ -7,7 +7,9 @@ and progress go to stderr, and what a command produces (the summary, the report 
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -28,7 +30,7 @@ F = TypeVar("F", bound=Callable)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines.")]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice; the same seed gives the same modes.")]
-Size = Annotated[float, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count.")]
+Size = Annotated[float | None, typer.Option(help="Least size of a spotlight: a fraction of the samples (< 1) or a count. Default: 5% of the rows, at most 100.")]
 Spotlights = Annotated[int, typer.Option("--spotlights", help="How many spotlights to find.")]
 Finders = Annotated[str, typer.Option(help="Comma-separated finders: spotlight, error-mixture, defuse, density, perturb; or all (every finder the inputs allow).")]
 Density = Annotated[bool, typer.Option("--density", help="Add the density finder (the same as naming it in --finders).")]
@@ -47,7 +49,7 @@ def _finder_spec(finders: str, density: bool) -> str:
     return "all" if finders.strip() == "all" else ",".join(names)
 
 
-def _finders(spec: str, seed: int, quiet: bool, size: float, spotlights: int, vae_epochs: int = 80) -> list:
+def _finders(spec: str, seed: int, quiet: bool, size: float | None, spotlights: int, vae_epochs: int = 80) -> list:
     """The finders named by `spec`, each given the command's settings it takes (checked now, before any work)."""
     from faultlines.registry import build
 
@@ -81,12 +83,22 @@ def _status(message: str, quiet: bool) -> None:
         console.print(message, highlight=False)
 
 
+def _spill_dir(out: Path) -> str:
+    """A new hidden folder beside the run folder `out`, on its file system (so the run can link what is written there)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent)
+    except OSError as e:
+        raise RunDirError(f"cannot write beside the run folder {out} ({e.strerror or e})") from e
+
+
 def _writable_run_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"the output path {out} is a file; give a folder for the run")
 
 
-def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, show_all: bool = False) -> None:
+def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, show_all: bool = False,
+          embeddings_dtype: str = "float32") -> None:
     """Write the run folder (with the model and the VAE Defuse searched) and print what was found:
     the significant modes first (by q-value), each with its measurement; the others marked, and
     their summaries only with `show_all`."""
@@ -96,7 +108,7 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
 
     defuse = _named(finders, "defuse")
     vae = checkpoint_bytes(defuse.vae_) if defuse is not None and hasattr(defuse, "vae_") else None
-    save_run(result, out, model=model, vae=vae)
+    save_run(result, out, model=model, vae=vae, embeddings_dtype=embeddings_dtype)
     o = result.outputs
     confirm = result.config.get("confirm", {})
     order = ranked(result.modes)
@@ -122,7 +134,7 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
 @_one_line_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("faultlines-demo"),
-    size: Size = 0.05,
+    size: Size = None,
     spotlights: Spotlights = 5,
     finders: Finders = "spotlight",
     density: Density = False,
@@ -166,7 +178,7 @@ def scan_command(
     factory: Annotated[str | None, typer.Option(help="package.module:callable that builds the model, for a state-dict file.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
     finders: Finders = "spotlight",
-    size: Size = 0.05,
+    size: Size = None,
     spotlights: Spotlights = 5,
     vae: Annotated[Path | None, typer.Option(help="For defuse: a saved faultlines VAE (default: train one on --data).")] = None,
     vae_epochs: Annotated[int, typer.Option(help="For defuse: epochs to train its VAE when none is given.")] = 80,
@@ -175,6 +187,12 @@ def scan_command(
     train: Annotated[str | None, typer.Option(help="The model's training data (as for --data), for density; kept for `faultlines fix`.")] = None,
     val: Annotated[str | None, typer.Option(help="Held-out data (as for --data), for density's early stopping and calibration; kept for `faultlines fix`.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 256,
+    device: Annotated[str | None, typer.Option(help="Where the model runs: cpu, cuda, cuda:N or mps. Default: the best available.")] = None,
+    num_workers: Annotated[int, typer.Option(help="Processes that load batches of a torch Dataset (0: this process).")] = 0,
+    amp: Annotated[bool, typer.Option("--amp", help="Run the model in float16 autocast (CUDA only).")] = False,
+    engine: Annotated[str, typer.Option(help="Where the probe runs: local, or ray (Ray Data batch inference; pip install 'faultlines[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster to join (e.g. auto, ray://host:10001); default: a local Ray instance.")] = None,
+    embeddings_dtype: Annotated[str, typer.Option(help="How the run folder stores the embeddings: float32 (linked to yours where it can) or float16 (half the bytes).")] = "float32",
     confirm: Confirm = None,
     alpha: Alpha = 0.05,
     show_all: ShowAll = False,
@@ -185,13 +203,27 @@ def scan_command(
     from faultlines.data.files import load, load_mask
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
-    from faultlines.model import Classifier, load_module
-    from faultlines.scan import scan
+    from faultlines.model import Classifier, load_module, resolve_device
+    from faultlines.scan import ENGINES, scan
+    from faultlines.store import EMBEDDING_DTYPES
 
     _writable_run_dir(out)
     spec = _finder_spec(finders, density)
     found = _finders(spec, seed, quiet, size, spotlights, vae_epochs)
-    clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer) if model is not None else None
+    if engine not in ENGINES:
+        raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if embeddings_dtype not in EMBEDDING_DTYPES:
+        raise SettingsError(f"--embeddings-dtype must be one of {', '.join(EMBEDDING_DTYPES)}, not {embeddings_dtype!r}")
+    if ray_address is not None and engine != "ray":
+        raise SettingsError("--ray-address is for --engine ray")
+    if engine == "ray":
+        from faultlines.distributed import _ray
+
+        _ray()  # a missing extra is a one-line error before any work
+    device = resolve_device(device)
+    if amp and device.type != "cuda":
+        raise SettingsError(f"--amp (mixed precision) is for a CUDA device; the model would run on {device.type}")
+    clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer, device=device) if model is not None else None
     source = load(data)
     if clf is None and not isinstance(source, EmbeddingTable):
         raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
@@ -210,12 +242,21 @@ def scan_command(
         if isinstance(source, EmbeddingTable):
             raise SettingsError("--object-mask is for image data; an embedding table has no images")
         probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
-    result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
-                  strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, quiet=quiet, seed=seed)
-    result.config["data"] |= {"spec": data, "train": train, "val": val}
-    if result.config["model"] is not None:
-        result.config["model"] |= {"factory": factory, "layer": layer}
-    _save(result, out, found, model.read_bytes() if model is not None else None, show_all)
+    # the probed embeddings stream to a file beside the run (the run folder links it), which is
+    # removed however the command ends: an interrupted scan leaves nothing behind
+    spill = None if clf is None or isinstance(source, EmbeddingTable) else Path(_spill_dir(out))
+    try:
+        result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
+                      strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,
+                      amp=amp, engine=engine, ray_address=ray_address,
+                      embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
+        result.config["data"] |= {"spec": data, "train": train, "val": val}
+        if result.config["model"] is not None:
+            result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
+        _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype)
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
 
 
 @app.command()

@@ -142,15 +142,23 @@ class Classifier:
                 emb = self._captured[0]
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise ModelError(f"the model must return logits of shape (batch, classes), got {getattr(logits, 'shape', type(logits))}")
-        return logits, emb.reshape(len(emb), -1)
+        # results come back on the CPU whatever the device, so every caller (the finders,
+        # captum, the attacks) works as on a CPU model; .cpu() keeps gradients flowing to x
+        return logits.cpu(), emb.reshape(len(emb), -1).cpu()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, C) and flattened embeddings (N, D) from one forward pass, without grad."""
+        """Logits (N, C) and flattened embeddings (N, D) from one forward pass on the model's
+        device, without grad, returned on the CPU."""
         with torch.no_grad():
             return self._forward(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[0]
+
+    def logits_with_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C) with autograd on, on the CPU: for attacks and attributions that
+        differentiate through the model (on its device) with respect to `x`."""
+        return self._forward(x)[0]
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return F.softmax(self.logits(x), dim=1)
@@ -165,7 +173,7 @@ class Classifier:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample cross-entropy, shape (N,)."""
-        return F.cross_entropy(self.logits(x), y.to(self.device), reduction="none")
+        return F.cross_entropy(self.logits(x), y, reduction="none")
 
     @classmethod
     def load(

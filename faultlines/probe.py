@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
-from faultlines.errors import DataError, ModelError
+from faultlines.errors import DataError, ModelError, SettingsError
 from faultlines.model import Classifier
 from faultlines.progress import track
 from faultlines.types import Outputs, check_label_range
@@ -21,19 +21,32 @@ def probe(
     batch_size: int = 256,
     quiet: bool = False,
     source: str = "test",
+    *,
+    num_workers: int = 0,
+    amp: bool = False,
+    embeddings_file: str | Path | None = None,
 ) -> Outputs:
     """Labels, predictions, probabilities, losses and embeddings for every sample of `data`.
+
+    Batches stream through the model on `clf.device` with no autograd; each batch's outputs
+    are written into arrays of the final size (no list of batches to join at the end).
 
     Args:
         clf: the classifier; may be None when `data` is an `EmbeddingTable`.
         data: a `Source` to run `clf` over, or a precomputed `EmbeddingTable`.
-        batch_size: samples per forward pass (no autograd).
+        batch_size: samples per forward pass.
         quiet: hide the progress bar.
         source: the name the outputs carry ("test", "train", ...).
+        num_workers: processes that load batches (a torch Dataset's DataLoader workers);
+            0 loads them in this process.
+        amp: run the model in float16 autocast (CUDA only); outputs are stored as float32.
+        embeddings_file: write the embeddings, batch by batch, into this new .npy file and
+            return them memory-mapped from it, so that they never sit in memory whole.
 
     Raises:
         DataError: empty data, labels outside the model's classes, non-finite embeddings.
         ModelError: the model cannot take the inputs.
+        SettingsError: `amp` off CUDA, or a negative `num_workers`.
     """
     if isinstance(data, EmbeddingTable):
         return data.to_outputs(source)
@@ -41,26 +54,46 @@ def probe(
         raise ModelError("a model is needed to probe this data (only an embedding table can be scanned without one)")
     if len(data) == 0:
         raise DataError("the data set is empty: give at least one sample")
-    labels, logits_all, embeddings = [], [], []
-    batches = data.batches(batch_size)
-    for i, (x, y) in enumerate(track(batches, f"probing {data.name}", math.ceil(len(data) / batch_size), quiet)):
+    if amp and clf.device.type != "cuda":
+        raise SettingsError(f"amp (mixed precision) is for a CUDA device; this model runs on {clf.device.type}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise SettingsError(f"num_workers must be a whole number >= 0, not {num_workers!r}")
+    n = len(data)
+    labels = np.empty(n, np.int64)
+    logits_all = embeddings = None
+    filled = 0
+    batches = data.batches(batch_size, num_workers=num_workers)
+    for i, (x, y) in enumerate(track(batches, f"probing {data.name}", n, quiet, unit="rows", step=lambda batch: len(batch[1]))):
         try:
-            logits, emb = clf.forward(x)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                logits, emb = clf.forward(x)
         except (RuntimeError, ValueError, TypeError) as e:
             if i == 0 and not isinstance(e, ModelError):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ModelError(f"the model cannot take inputs of shape {tuple(x.shape)}: {first}") from e
             raise
         check_label_range(y.numpy(), logits.shape[1])
-        labels.append(y.numpy())
-        logits_all.append(logits.float().cpu())
-        embeddings.append(emb.float().cpu().numpy())
+        if embeddings is None:
+            logits_all = np.empty((n, logits.shape[1]), np.float32)
+            shape = (n, emb.shape[1])
+            embeddings = (np.empty(shape, np.float32) if embeddings_file is None
+                          else np.lib.format.open_memmap(embeddings_file, mode="w+", dtype=np.float32, shape=shape))
+        rows = slice(filled, filled + len(y))
+        if rows.stop > n:
+            raise DataError(f"the data yielded more than the {n} samples its length says")
+        labels[rows] = y.numpy()
+        logits_all[rows] = logits.float().cpu().numpy()
+        embeddings[rows] = emb.float().cpu().numpy()
+        filled = rows.stop
+    if filled != n:
+        raise DataError(f"the data yielded {filled} samples but its length says {n}")
     names = clf.class_names or data.class_names
-    logits = torch.cat(logits_all)
-    num_classes = logits.shape[1]
+    num_classes = logits_all.shape[1]
     if names is not None and len(names) != num_classes:
         raise DataError(f"there are {len(names)} class names but the model outputs {num_classes} classes")
+    if isinstance(embeddings, np.memmap):
+        embeddings.flush()
     return Outputs.from_probs(
-        np.concatenate(labels), F.softmax(logits, dim=1).numpy(), np.concatenate(embeddings), names,
-        source=source, logits=logits.numpy(),
+        labels, F.softmax(torch.from_numpy(logits_all), dim=1).numpy(), embeddings, names,
+        source=source, logits=logits_all,
     )

@@ -18,10 +18,12 @@ a Wilson interval, a one-sided Fisher test and a Benjamini-Hochberg q-value acro
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 from faultlines.data.sources import EmbeddingTable, Source, Splits
 from faultlines.errors import SettingsError
@@ -40,6 +42,10 @@ from faultlines.significance import (
     split_rows,
 )
 from faultlines.types import FailureMode, ScanResult
+
+
+#: Where the model runs over the data: this process, or a Ray cluster.
+ENGINES = ("local", "ray")
 
 
 def versions() -> dict[str, str]:
@@ -64,6 +70,11 @@ def scan(
     confirm: float | None = None,
     alpha: float = ALPHA,
     batch_size: int = 256,
+    num_workers: int = 0,
+    amp: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+    embeddings_file: str | Path | None = None,
     quiet: bool = False,
     seed: int = 0,
 ) -> ScanResult:
@@ -83,6 +94,12 @@ def scan(
             choose by the rows' errors (Spotlight, ErrorMixture); 0 turns it off (those modes
             are then never significant); default 0.5 from 200 rows on, else 0.
         alpha: the level of the significance tests (and 1 - alpha of the intervals).
+        batch_size, num_workers, amp: how the model is run (`faultlines.probe`); the device is
+            the classifier's (`Classifier(device=...)`).
+        engine: "local" (`faultlines.probe`) or "ray" (`faultlines.distributed.probe_ray`:
+            Ray Data batch inference, on the cluster at `ray_address` or a local instance).
+        embeddings_file: stream the scanned data's embeddings into this new .npy file and
+            keep them memory-mapped from it (a run folder then links to it).
         seed: given to finders built by name, and to the held-out split; recorded.
 
     Returns:
@@ -127,12 +144,20 @@ def scan(
         timings[stage] = round(timings.get(stage, 0.0) + now - clock, 3)
         clock = now
 
-    outputs = probe(clf, data, batch_size=batch_size, quiet=quiet)
+    if engine not in ENGINES:
+        raise SettingsError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        from faultlines.distributed import probe_ray
+
+        run_probe = functools.partial(probe_ray, address=ray_address, amp=amp)
+    else:
+        run_probe = functools.partial(probe, num_workers=num_workers, amp=amp)
+    outputs = run_probe(clf, data, batch_size=batch_size, quiet=quiet, embeddings_file=embeddings_file)
     # a finder that declares it requires the training outputs uses them when given, even if it
     # needs them no more (a FeatureDensity fitted already still compares itself with the baselines)
     uses_train = train is not None and any("train" in f.requires for f in chosen)
-    train_out = probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
-    val_out = probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
+    train_out = run_probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
+    val_out = run_probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
     lap("probe")
     fraction = default_fraction(outputs.n) if confirm is None else confirm
     heldout = split_rows(outputs.n, fraction, seed) if fraction > 0 and any(confirmable(f) for f in chosen) else None
@@ -156,7 +181,8 @@ def scan(
     shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names),
-                 "embeddings_file": getattr(data, "embeddings_file", None)},
+                 "embeddings_file": str(embeddings_file) if embeddings_file is not None and not isinstance(data, EmbeddingTable)
+                 else getattr(data, "embeddings_file", None), "engine": engine},
         "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],
         "skipped": skipped,

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from faultlines.arrays import row_chunks
 from faultlines.atomic import write_file
-from faultlines.errors import RunDirError
+from faultlines.errors import RunDirError, SettingsError
 from faultlines.images import png_bytes
 from faultlines.types import FailureMode, Outputs, ScanResult
 
@@ -44,6 +45,8 @@ SAMPLES_FILE = "samples.parquet"
 MEMBERS_FILE = "members.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 REPORT_FILE = "report.html"
+#: How a run may store its embeddings.
+EMBEDDING_DTYPES = ("float32", "float16")
 MODEL_FILE = "model.pt"
 VAE_FILE = "vae.pt"
 LABELS_FILE = "labels.json"
@@ -131,7 +134,7 @@ def _samples_table(result: ScanResult):
 
 
 def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, vae: bytes | None = None,
-             report: bool = True) -> Path:
+             report: bool = True, embeddings_dtype: str = "float32") -> Path:
     """Write `result` as a run directory at `path`, replacing any run there, atomically.
 
     Args:
@@ -139,6 +142,8 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
         path: the run directory; its parent folders are created.
         model, vae: the scanned model's and Defuse's VAE's files, as bytes (`model.checkpoint_bytes`).
         report: also render report.html.
+        embeddings_dtype: "float32" (as searched; a hard link where the embeddings were read
+            from a .npy file) or "float16" (half the bytes, about 3 significant digits).
 
     Raises:
         RunDirError: `path` is a file, or the folder cannot be written.
@@ -148,6 +153,8 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"the output path {path} is a file; give a folder for the run")
+    if embeddings_dtype not in EMBEDDING_DTYPES:
+        raise SettingsError(f"embeddings_dtype must be one of {', '.join(EMBEDDING_DTYPES)}, not {embeddings_dtype!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -169,7 +176,7 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
         (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
         pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
         pq.write_table(_members_table(result.modes), tmp / MEMBERS_FILE)
-        _store_embeddings(result, tmp / EMBEDDINGS_FILE)
+        _store_embeddings(result, tmp / EMBEDDINGS_FILE, embeddings_dtype)
         for name, table in result.tables.items():
             np.savez_compressed(tmp / f"{TABLE_PREFIX}{name}.npz", **table)
         for name, content in ((MODEL_FILE, model), (VAE_FILE, vae)):
@@ -186,12 +193,18 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
     return path
 
 
-def _store_embeddings(result: ScanResult, target: Path) -> None:
+def _store_embeddings(result: ScanResult, target: Path, dtype: str = "float32") -> None:
     """The embeddings as RUN/embeddings.npy: a hard link to the .npy they were read from when
     that file holds exactly them (float32, same shape; `config["data"]["embeddings_file"]`),
-    else written out."""
+    else written out (in `dtype`, a chunk of rows at a time)."""
     emb = result.outputs.embeddings
     source = result.config.get("data", {}).get("embeddings_file")
+    if dtype == "float16":
+        out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float16, shape=emb.shape)
+        for part in row_chunks(len(emb)):
+            out[part] = emb[part]
+        out.flush()
+        return
     if source:
         try:
             on_disk = np.load(source, mmap_mode="r", allow_pickle=False)

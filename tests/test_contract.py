@@ -61,7 +61,7 @@ def test_settings_come_from_the_constructor_and_round_trip(name):
     "make, message",
     [
         (lambda: fl.Spotlight(pca=0), r"pca must be None or a whole number at least 1, not 0"),
-        (lambda: fl.Spotlight(size=0), r"size must be a number above 0"),
+        (lambda: fl.Spotlight(size=0), r"size must be None or a number above 0"),
         (lambda: fl.Spotlight(n_spotlights=2.5), "whole number"),
         (lambda: fl.ErrorMixture(y_weight=-1), "y_weight"),
         (lambda: fl.Defuse(k=0), "k must be a whole number at least 1"),

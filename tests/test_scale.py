@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 import faultlines as fl
 from faultlines.bench.blobs import planted_blob, write_scale_table
@@ -98,3 +99,27 @@ def test_timings_are_recorded_per_stage(tmp_path):
     result = fl.scan(None, load(folder), [fl.Spotlight(size=30, n_spotlights=1)], quiet=True)
     assert set(result.config["timings"]) == {"probe", "spotlight", "significance"}
     assert all(v >= 0 for v in result.config["timings"].values())
+
+
+def test_the_default_size_is_five_percent_at_most_a_hundred_rows():
+    small, _ = planted_blob(n=1000, dim=8, seed=3)
+    large, blob = planted_blob(n=8000, dim=8, blob_fraction=0.05, seed=3)
+    # a spotlight covers at least its size (the search keeps its best iterate that meets it)
+    assert 50 <= fl.Spotlight(n_spotlights=1, alpha=None, grow=False).find(small)[0].metrics["weight"] < 60
+    top = fl.Spotlight(n_spotlights=1).find(large)[0]
+    assert 100 <= top.metrics["weight"] < 120  # 5% would be 400
+    assert blob[top.members].sum() >= 0.75 * blob.sum()  # most of the blob of 400 is still held (grown members)
+    assert 400 <= fl.Spotlight(size=0.05, n_spotlights=1, grow=False).find(large)[0].metrics["weight"] < 480  # a given size is not capped
+
+
+def test_a_run_can_store_its_embeddings_in_half_precision(tmp_path):
+    folder, _ = _blobs(tmp_path, n=3000)
+    result = fl.scan(None, load(folder), [fl.Spotlight(size=30, n_spotlights=1)], quiet=True)
+    run = fl.save_run(result, tmp_path / "run", embeddings_dtype="float16")
+    stored = np.load(run / "embeddings.npy")
+    assert stored.dtype == np.float16 and os.stat(run / "embeddings.npy").st_nlink == 1
+    np.testing.assert_allclose(stored, result.outputs.embeddings, rtol=1e-3, atol=1e-3)
+    again = fl.load_run(run)
+    assert "<html" in fl.report(again, tmp_path / "again.html").read_text()
+    with pytest.raises(fl.errors.SettingsError):
+        fl.save_run(result, tmp_path / "bad", embeddings_dtype="int8")

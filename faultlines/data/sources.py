@@ -29,9 +29,10 @@ class Source:
         raise NotImplementedError
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, num_workers: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (inputs, labels) tensors, `batch_size` samples at a time."""
+        """Yield (inputs, labels) tensors, `batch_size` samples at a time (`num_workers`
+        processes load them where the source reads from disk; in-memory sources ignore it)."""
         raise NotImplementedError
 
     def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
@@ -98,7 +99,7 @@ class ArraySource(Source):
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, num_workers: int = 0):
         order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
         for start in range(0, len(self), batch_size):
             rows = order[start : start + batch_size]
@@ -144,11 +145,13 @@ class TorchSource(Source):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, num_workers: int = 0):
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            num_workers=num_workers,
+            pin_memory=num_workers > 0 and torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(seed) if shuffle else None,
         )
         for x, y in loader:

@@ -27,8 +27,8 @@ def adversarial(clf: Classifier, source: Source, method: str = "pgd", epsilon: f
 
     if method not in ("fgsm", "pgd") or not epsilon > 0:
         raise SettingsError(f"method must be 'fgsm' or 'pgd' and epsilon positive (got {method!r}, {epsilon})")
-    module = clf.module.eval()
-    forward = (lambda x: module(clf.preprocess(x))) if clf.preprocess is not None else module
+    clf.module.eval()
+    forward = clf.logits_with_grad  # on the model's device, with its preprocessing
     attacked, labels = [], []
     with warnings.catch_warnings():
         # captum's PGD steps take fresh tensors and say each time that it switched their gradients on

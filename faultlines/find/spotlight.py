@@ -54,6 +54,11 @@ from faultlines.types import FailureMode, Outputs
 #: region is; the neighbourhood's mean loss does. A thousand leaves several rows of a region of
 #: 1% of the wrong rows among them.
 CANDIDATES = 1024
+#: The default size: this share of the rows, but no more than DEFAULT_MAX_ROWS of them. On a
+#: million rows 5% is 50,000, and a spotlight that large holds a failure of a thousand rows
+#: diluted fifty times; members still grow past the size where a region is larger (`grow`).
+DEFAULT_SHARE = 0.05
+DEFAULT_MAX_ROWS = 100
 #: How many numbers (rows x width) the search reads at each step, by default (`search_rows`).
 SEARCH_NUMBERS = 3_200_000
 
@@ -64,9 +69,11 @@ class Spotlight(Finder):
 
     Args:
         size: the least a spotlight may cover, S: a fraction of the samples (< 1) or a count (>= 1).
-            The default, 5%, leaves a mode found on half of a few hundred rows enough held-out
-            rows to be tested (`faultlines.significance`); at 2%, the planted slices of the
-            benchmark were confirmed in fewer seeds (BENCHMARKS.md).
+            Default (None): 5% of the rows, at most 100 rows. 5% leaves a mode found on half of
+            a few hundred rows enough held-out rows to be tested (`faultlines.significance`;
+            at 2% the benchmark's planted slices were confirmed in fewer seeds, BENCHMARKS.md);
+            the cap keeps a spotlight on a large table near the failures it may hold (a
+            larger region is still held whole: see `grow`). A size you give is not capped.
         n_spotlights: how many searches for a spotlight to run, one after another (each keeps
             at most one; see `alpha` and `max_overlap`).
         kernel: "linear" (the paper's default; compact support) or "gaussian".
@@ -111,7 +118,7 @@ class Spotlight(Finder):
 
     name: ClassVar[str] = "spotlight"
     constraints: ClassVar[dict] = {
-        "size": Interval(0, None, open_low=True, hint="a fraction of the samples (< 1) or a count (>= 1)"),
+        "size": Interval(0, None, open_low=True, none=True, hint="a fraction of the samples (< 1) or a count (>= 1)"),
         "n_spotlights": Interval(1, None, integer=True),
         "kernel": OneOf(("linear", "gaussian")),
         "pca": Interval(1, None, integer=True, none=True),
@@ -127,7 +134,7 @@ class Spotlight(Finder):
         "alpha": Interval(0, 1, open_low=True, none=True),
     }
 
-    size: float = 0.05
+    size: float | None = None
     n_spotlights: int = 5
     kernel: str = "linear"
     pca: int | None = None
@@ -244,7 +251,10 @@ class Spotlight(Finder):
             many searches ran, how many spotlights were kept and how many starts were rejected.
         """
         n = outputs.n
-        count = self.size * n if self.size < 1 else float(self.size)
+        if self.size is None:
+            count = min(DEFAULT_SHARE * n, float(DEFAULT_MAX_ROWS))
+        else:
+            count = self.size * n if self.size < 1 else float(self.size)
         if count >= n:
             raise DataError(f"a spotlight of size {count:g} cannot fit in {n} samples; use a smaller size")
         rng = np.random.default_rng(self.seed)
