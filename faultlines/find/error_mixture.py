@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from faultlines.arrays import fit_space, row_chunks, to_space
 from faultlines.find.base import Finder, Interval
+from faultlines.progress import track
 from faultlines.types import FailureMode, Outputs
 
 
@@ -132,7 +133,7 @@ class ErrorMixture(Finder):
         p = part.probs.astype(np.float64)
         resp = self._initial_resp(y, p, rng)
         previous = -np.inf
-        for _ in range(self.max_iter):
+        for _ in track(range(self.max_iter), f"mixture EM on {len(z):,} rows", self.max_iter, self.quiet):
             params = self._m_step(z, y, p, resp)
             log_joint = self._log_joint(z, y, p, params)
             norm = logsumexp(log_joint, axis=1, keepdims=True)
@@ -160,7 +161,8 @@ class ErrorMixture(Finder):
         params = (self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_)
         eye = np.eye(len(self.label_dist_[0]))
         resp = np.empty((outputs.n, len(self.weights_)), np.float32)
-        for part in row_chunks(outputs.n):
+        chunks = list(row_chunks(outputs.n))
+        for part in track(chunks, "assigning rows", outputs.n, self.quiet, unit="rows", step=lambda c: c.stop - c.start):
             z = to_space(outputs.embeddings[part], self.scaler_, self.pca_).astype(np.float64)
             p = outputs.probs[part].astype(np.float64) if with_prediction else np.zeros((len(z), self.pred_dist_.shape[1]))
             log_joint = self._log_joint(z, eye[outputs.labels[part]], p, params)

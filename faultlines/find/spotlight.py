@@ -272,7 +272,8 @@ class Spotlight(Finder):
         rejected = 0
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            for _ in track(range(self.n_spotlights), "spotlights", self.n_spotlights, self.quiet):
+            # each search places its spotlight on every row: the bar counts rows placed
+            for _ in track(range(self.n_spotlights), "spotlights", self.n_spotlights * n, self.quiet, unit="rows", step=lambda _: n):
                 candidates = self._search(x, x_sq, losses, hoods, sub_count)
                 mus = torch.stack([mu for mu, _, _ in candidates])
                 d2 = self._sq_dist(x, x_sq, mus) if searched is None else self._distances(outputs.embeddings, mus)
