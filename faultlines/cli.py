@@ -10,6 +10,7 @@ import functools
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -463,4 +464,8 @@ def bench(
 
 
 def main() -> None:
+    # other packages' deprecation notices (torch.export, Ray, scikit-learn) are for their
+    # callers' authors, not for the person running the command; faultlines' own still show
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"^(?!faultlines)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"^(?!faultlines)")
     app()

@@ -264,7 +264,9 @@ def load_module(
         if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
             try:
                 # unflatten restores the module hierarchy, so forward hooks reach named layers
-                return torch.export.unflatten(torch.export.load(p)), None
+                with warnings.catch_warnings():  # torch.export's notices about its own future
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return torch.export.unflatten(torch.export.load(p)), None
             except Exception as e:  # torch.export raises many types for a bad archive
                 raise ModelError(f"cannot load the exported program {p} ({str(e).splitlines()[0] if str(e) else e})") from e
         if any("/code/" in n for n in names):

@@ -1,7 +1,10 @@
-"""The result types every part of faultlines exchanges. Dataclasses; no logic beyond validation."""
+"""The result types every part of faultlines exchanges. Dataclasses: validation, and the views
+a notebook expects (`to_pandas`, `_repr_html_`), nothing else."""
 
 from __future__ import annotations
 
+import base64
+import html
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,6 +215,30 @@ class FailureMode:
         if self.weights is not None and len(self.weights) != len(self.members):
             raise ValueError("weights must have one entry per member")
 
+    def to_pandas(self, outputs: Outputs | None = None):
+        """The members as a DataFrame, most typical first: row, weight (NaN without weights),
+        and with `outputs` (the table the mode indexes) label, pred, correct and loss."""
+        pd = _pandas()
+        rows = np.asarray(self.members, np.int64)
+        frame = {"row": rows, "weight": self.weights if self.weights is not None else np.full(len(rows), np.nan, np.float32)}
+        if outputs is not None:
+            if outputs.source != self.source:
+                raise DataError(f"{self.id} indexes the {self.source!r} table, not these {outputs.source!r} outputs")
+            names = np.asarray(outputs.class_names, dtype=object)
+            frame |= {"label": names[outputs.labels[rows]], "pred": names[outputs.preds[rows]],
+                      "correct": outputs.correct[rows], "loss": outputs.losses[rows]}
+        return pd.DataFrame(frame)
+
+    def _repr_html_(self) -> str:
+        shown = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}
+        verdict = self.evidence.get("significance", {}).get("sentence", "")
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in shown)
+        cells = "".join(f"<td>{v:.4g}</td>" for v in shown.values())
+        members = ", ".join(str(int(i)) for i in self.members[:20]) + (" ..." if len(self.members) > 20 else "")
+        return (f"<div><b>{html.escape(self.id)}</b> ({html.escape(self.method)}, {len(self.members)} members of the "
+                f"{html.escape(self.source)} table)<br>{html.escape(self.summary)}<br><i>{html.escape(verdict)}</i>"
+                f"<table><tr>{head}</tr><tr>{cells}</tr></table>members: {members}</div>")
+
 
 @dataclass
 class ScanResult:
@@ -244,3 +271,63 @@ class ScanResult:
     repairs: dict[str, Any] = field(default_factory=dict)
     analyses: dict[str, Any] = field(default_factory=dict)
     heldout: np.ndarray | None = None
+
+    def to_pandas(self):
+        """One row per scanned sample: row, label, pred, correct, loss, probs (a list), modes
+        (the ids of the modes it belongs to), heldout (if rows were held out), text (for text data)."""
+        pd = _pandas()
+        out = self.outputs
+        names = np.asarray(out.class_names, dtype=object)
+        membership: list[list[str]] = [[] for _ in range(out.n)]
+        for mode in self.modes:
+            if mode.source == out.source:
+                for i in mode.members:
+                    membership[int(i)].append(mode.id)
+        frame = {"row": np.arange(out.n), "label": names[out.labels], "pred": names[out.preds], "correct": out.correct,
+                 "loss": out.losses, "probs": list(out.probs), "modes": membership}
+        if self.heldout is not None:
+            frame["heldout"] = np.asarray(self.heldout, bool)
+        if self.texts is not None:
+            frame["text"] = self.texts
+        return pd.DataFrame(frame)
+
+    def _repr_html_(self) -> str:
+        """The summary a notebook shows: accuracy, and a table of the modes (significant first)
+        with their tested error rate and interval, lift, q-value and a typical member."""
+        from faultlines.images import png_bytes
+
+        out = self.outputs
+        rows = []
+        order = sorted(range(len(self.modes)), key=lambda i: (not self.modes[i].evidence.get("significance", {}).get("significant", False),
+                                                                self.modes[i].metrics.get("q_value", 2.0), i))
+        for i in order:
+            mode = self.modes[i]
+            m, typical = mode.metrics, mode.evidence.get("typical", [])
+            preview = self.previews.get(typical[0]) if typical and mode.source == out.source else None
+            if isinstance(preview, np.ndarray):
+                uri = base64.b64encode(png_bytes(preview, scale=2)).decode("ascii")
+                shown = f'<img src="data:image/png;base64,{uri}" style="image-rendering:pixelated" alt="">'
+            else:
+                shown = html.escape(str(preview)[:80]) if preview is not None else ""
+            rate = m.get("tested_error_rate", m.get("error_rate", float("nan")))
+            interval = f"{m['error_low']:.2f}-{m['error_high']:.2f}" if "error_low" in m else ""
+            q = f"{m['q_value']:.2g}" if "q_value" in m else ""
+            significant = "yes" if mode.evidence.get("significance", {}).get("significant") else "no"
+            confusions = mode.evidence.get("confusions") or []
+            confusion = (f"{html.escape(str(confusions[0][0]))} &rarr; {html.escape(str(confusions[0][1]))} ({int(confusions[0][2])})"
+                         if confusions else "")
+            rows.append(f"<tr><td>{html.escape(mode.id)}</td><td>{len(mode.members)}</td><td>{rate:.2f}</td><td>{interval}</td>"
+                        f"<td>{m.get('tested_lift', m.get('error_lift', float('nan'))):.2f}</td><td>{q}</td><td>{significant}</td>"
+                        f"<td>{confusion}</td><td>{shown}</td></tr>")
+        head = "".join(f"<th>{h}</th>" for h in ("mode", "size", "error rate", "interval", "lift", "q", "significant",
+                                                 "commonest confusion", "typical"))
+        return (f"<div><b>faultlines scan</b>: accuracy {out.accuracy:.4f} on {out.n} {html.escape(out.source)} samples, "
+                f"{len(self.modes)} modes<table><tr>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError as e:
+        raise ImportError("to_pandas needs pandas: pip install pandas") from e
+    return pandas
