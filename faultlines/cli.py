@@ -84,6 +84,11 @@ def _status(message: str, quiet: bool) -> None:
         console.print(message, highlight=False)
 
 
+def _page_size(path: Path) -> str:
+    """The report's path and size, as the command prints it."""
+    return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
 def _spill_dir(out: Path) -> str:
     """A new hidden folder beside the run folder `out`, on its file system (so the run can link what is written there)."""
     try:
@@ -128,7 +133,7 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
         typer.echo(f"  spotlight: {spot['kept']} of {spot['asked']} searches found a new region with errors above the rest's")
     for name, reason in result.config.get("skipped", {}).items():
         typer.echo(f"  skipped {name}: {reason}")
-    typer.echo(f"report: {out / 'report.html'}")
+    typer.echo(f"report: {_page_size(out / 'report.html')}")
 
 
 @app.command()
@@ -277,7 +282,7 @@ def report(
         result.config["seed"] = seed
     path = write_report(result, out) if out is not None else store.save_report(run_dir, result)
     _status(f"rendered {len(result.modes)} failure modes", quiet)
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {_page_size(path)}")
 
 
 @app.command()

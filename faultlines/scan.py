@@ -48,6 +48,24 @@ from faultlines.types import FailureMode, ScanResult
 ENGINES = ("local", "ray")
 
 
+#: Rows the report can show a picture (or text) of: every row of a table this small, else each
+#: mode's typical members and its first PREVIEW_MEMBERS members, at most PREVIEW_ROWS in all.
+PREVIEW_ALL = 5000
+PREVIEW_MEMBERS = 2000
+PREVIEW_ROWS = 20_000
+
+
+def preview_rows(modes: list[FailureMode], outputs) -> list[int]:
+    """The rows whose previews a scan keeps (for the report's member tables and map), sorted."""
+    if outputs.n <= PREVIEW_ALL:
+        return list(range(outputs.n))
+    own = [m for m in modes if m.source == outputs.source]
+    rows = {i for m in own for i in m.evidence.get("typical", [])}
+    for mode in own:
+        rows.update(int(i) for i in mode.members[:PREVIEW_MEMBERS][: max(0, PREVIEW_ROWS - len(rows))])
+    return sorted(rows)
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages a result depends on, for the run record."""
     found = {"python": platform.python_version()}
@@ -105,7 +123,7 @@ def scan(
     Returns:
         ScanResult with the outputs, the modes of every finder in order (each with its
         significance), the config (the finders run and their settings, those skipped and why,
-        the confirmation, seconds per stage: probe, each finder, significance), the finders' tables and analyses, the held-out rows, and previews (images or texts) of each mode's typical members.
+        the confirmation, seconds per stage: probe, each finder, significance), the finders' tables and analyses, the held-out rows, and previews (images or texts) of the rows `preview_rows` names.
     """
     alpha = check_alpha(alpha)
     if confirm is not None:
@@ -178,7 +196,7 @@ def scan(
         lap(finder.name)
     modes = assess(modes, outputs, measured, heldout, alpha)
     lap("significance")
-    shown = sorted({i for mode in modes if mode.source == outputs.source for i in mode.evidence.get("typical", [])})
+    shown = preview_rows(modes, outputs)
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names),
                  "embeddings_file": str(embeddings_file) if embeddings_file is not None and not isinstance(data, EmbeddingTable)

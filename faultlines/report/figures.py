@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 
 import matplotlib
@@ -57,12 +58,14 @@ def confusion_matrix(outputs: Outputs) -> str:
     return _figure_uri(fig)
 
 
-def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> str:
-    """The embeddings on their first two principal components, with each mode's members coloured."""
+def _projection(outputs: Outputs, modes: list[FailureMode], seed: int, limit: int = 10):
+    """The rows the map draws (at most MAP_POINTS), the modes shown (the first `limit` about
+    these outputs) with the members drawn of each, and a function from rows to their first two
+    principal components. Only the rows drawn are projected: the map of a million rows costs
+    what one of MAP_POINTS does."""
     rng = np.random.default_rng(seed)
     rows = np.arange(outputs.n) if outputs.n <= MAP_POINTS else np.sort(rng.choice(outputs.n, MAP_POINTS, replace=False))
-    shown = [m for m in modes[:10] if m.source == outputs.source]
-    # only the rows drawn are projected: the map of a million rows costs what one of MAP_POINTS does
+    shown = [m for m in modes if m.source == outputs.source][:limit]
     members = [m.members if len(m.members) <= MAP_POINTS else rng.choice(m.members, MAP_POINTS, replace=False) for m in shown]
     scaler, pca = fit_space(outputs.embeddings, rows, 2, seed)
     needed = np.unique(np.concatenate([rows, *members]))
@@ -72,6 +75,12 @@ def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> 
     def at(r: np.ndarray) -> np.ndarray:
         return xy[np.searchsorted(needed, r)]
 
+    return rows, shown, members, at
+
+
+def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> str:
+    """The embeddings on their first two principal components, with each mode's members coloured."""
+    rows, shown, members, at = _projection(outputs, modes, seed)
     wrong = ~outputs.correct[rows]
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.scatter(*at(rows[~wrong]).T, s=4, c="#c8c8c8", label="correct", linewidths=0)
@@ -82,6 +91,44 @@ def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> 
     ax.set_ylabel("PC 2")
     ax.legend(loc="best", fontsize=8, markerscale=1.5)
     return _figure_uri(fig)
+
+
+def interactive_map(outputs: Outputs, modes: list[FailureMode], texts: list[str] | None = None, seed: int = 0) -> str | None:
+    """The embedding map as a plotly figure (its JavaScript inlined, so the page needs no
+    network): hovering a point shows its row, label, prediction and loss (and text); each mode
+    is a legend entry that shows or hides its members (double-click: that mode alone).
+    None when plotly is not installed (the report then shows `embedding_map`)."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return None
+    rows, shown, members, at = _projection(outputs, modes, seed, limit=20)
+    names = np.asarray(outputs.class_names, dtype=object)
+
+    def hover(r: np.ndarray) -> list[str]:
+        # plotly reads a few HTML tags in hover text: everything the user gave is escaped
+        out = [f"#{i}: {html.escape(names[outputs.labels[i]])} → {html.escape(names[outputs.preds[i]])}, loss {outputs.losses[i]:.2f}"
+               for i in r]
+        if texts is not None:
+            out = [f"{h}<br>{html.escape(texts[i][:90])}" for h, i in zip(out, r)]
+        return out
+
+    fig = go.Figure()
+    wrong = ~outputs.correct[rows]
+    for part, name, style in ((rows[~wrong], "correct", dict(size=4, color="#c8c8c8")),
+                              (rows[wrong], "misclassified", dict(size=7, color="#555555", symbol="x"))):
+        xy = at(part)
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name, marker=style, customdata=part,
+                                   hovertext=hover(part), hoverinfo="text"))
+    for j, (mode, drawn) in enumerate(zip(shown, members)):
+        xy = at(drawn)
+        color = "#%02x%02x%02x" % tuple(int(255 * c) for c in MODE_COLORS[j % 10][:3])
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=mode.id, customdata=drawn,
+                                   marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(width=1.5, color=color)),
+                                   hovertext=hover(drawn), hoverinfo="text"))
+    fig.update_layout(height=560, margin=dict(l=40, r=10, t=10, b=40), xaxis_title="PC 1", yaxis_title="PC 2",
+                      legend=dict(itemclick="toggle", itemdoubleclick="toggleothers"), template="plotly_white")
+    return fig.to_html(full_html=False, include_plotlyjs=True, div_id="embedding-map", config={"displaylogo": False})
 
 
 def density_histograms(log_density: dict[str, list[float]]) -> str:

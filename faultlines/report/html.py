@@ -18,6 +18,13 @@ from faultlines.types import FailureMode, ScanResult
 
 _env = Environment(loader=PackageLoader("faultlines.report", "templates"), autoescape=select_autoescape(default=True))
 
+#: Members of one mode listed in its table at most, and of all modes together: the page stays
+#: usable (and a few MB) however large the run; the page says when a list is cut.
+MEMBER_ROWS = 2000
+PAGE_MEMBER_ROWS = 20_000
+#: Thumbnails the map can show on hover, at most.
+MAP_THUMBS = 5000
+
 #: Metrics shown first, in this order, when a mode has them.
 KEY_METRICS = ("q_value", "p_value", "tested_size", "tested_errors", "tested_error_rate", "error_low", "error_high", "tested_lift",
                "size", "error_rate", "error_lift", "mean_loss", "weighted_loss", "purity")
@@ -43,6 +50,34 @@ def _examples(result: ScanResult, mode: FailureMode) -> list[dict[str, Any]]:
     return [_example(i, label(i), names[int(table["pred"][i])], float("nan"), to_image_uint8(table["images"][i])) for i in typical]
 
 
+def _members(result: ScanResult, mode: FailureMode, budget: int) -> list[dict[str, Any]]:
+    """The rows of the mode's member table (most typical first, at most `budget`): row, label,
+    prediction, loss, weight, and a thumbnail or text where the run has one."""
+    out, names = result.outputs, result.outputs.class_names
+    if mode.source != out.source:
+        return []
+    rows = mode.members[:budget]
+    weights = mode.weights[:budget] if mode.weights is not None else [None] * len(rows)
+    listed = []
+    for i, w in zip(rows.tolist(), weights):
+        preview = result.previews.get(i)
+        listed.append({"row": i, "label": names[out.labels[i]], "pred": names[out.preds[i]], "loss": round(float(out.losses[i]), 4),
+                       "weight": None if w is None else round(float(w), 4),
+                       "img": figures.image_uri(preview) if isinstance(preview, np.ndarray) else None,
+                       "text": (result.texts[i] if result.texts is not None else preview if isinstance(preview, str) else None)})
+    return listed
+
+
+def _summary(mode: FailureMode) -> dict[str, Any]:
+    """One row of the modes table: the numbers it sorts by, None where a mode has none."""
+    m = mode.metrics
+    confusions = mode.evidence.get("confusions") or []
+    return {"finder": mode.method, "size": len(mode.members),
+            "rate": m.get("tested_error_rate", m.get("error_rate")), "low": m.get("error_low"), "high": m.get("error_high"),
+            "lift": m.get("tested_lift", m.get("error_lift")), "q": m.get("q_value"),
+            "confusion": f"{confusions[0][0]} → {confusions[0][1]} ({confusions[0][2]})" if confusions else ""}
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.3g}"
@@ -53,7 +88,10 @@ def render(result: ScanResult) -> str:
     """The report page for `result`, as an HTML string."""
     out = result.outputs
     modes = []
+    budget = PAGE_MEMBER_ROWS
     for mode in ranked(result.modes):
+        listed = _members(result, mode, min(MEMBER_ROWS, budget))
+        budget -= len(listed)
         ordered = [k for k in KEY_METRICS if k in mode.metrics] + sorted(k for k in mode.metrics if k not in KEY_METRICS)
         modes.append(
             {
@@ -64,8 +102,13 @@ def render(result: ScanResult) -> str:
                 "examples": _examples(result, mode),
                 "confusions": mode.evidence.get("confusions", []),
                 "label_counts": list(mode.evidence.get("label_counts", {}).items())[:6],
+                "row": _summary(mode),
+                "members": listed,
+                "classes": sorted({r["label"] for r in listed}),
             }
         )
+    seed = int(result.config.get("seed", 0))
+    interactive = figures.interactive_map(out, ranked(result.modes), result.texts, seed=seed)
     return _env.get_template("report.html.j2").render(
         sections=sections.contexts(result),
         config=result.config,
@@ -73,8 +116,12 @@ def render(result: ScanResult) -> str:
         overview=out.overview(),
         modes=modes,
         confusion=figures.confusion_matrix(out),
-        embedding_map=figures.embedding_map(out, result.modes, seed=int(result.config.get("seed", 0))),
+        interactive_map=interactive,
+        map_thumbs={i: figures.image_uri(p) for i, p in list(result.previews.items())[:MAP_THUMBS] if isinstance(p, np.ndarray)}
+        if interactive else {},
+        embedding_map=None if interactive else figures.embedding_map(out, result.modes, seed=seed),
         source=out.source,
+        member_rows=MEMBER_ROWS,
     )
 
 

@@ -17,6 +17,9 @@ from faultlines.images import tile, to_image_uint8
 from faultlines.report import figures
 from faultlines.types import ScanResult
 
+#: What the navigation bar calls each section.
+TITLES = {"density": "Feature density", "perturb": "Spurious regions", "defuse": "Defuse"}
+
 #: name -> the section's context, in the order the page shows them.
 SECTIONS: dict[str, Callable[[ScanResult], dict[str, Any] | None]] = {}
 
@@ -37,7 +40,7 @@ def contexts(result: ScanResult) -> list[dict[str, Any]]:
     for name, build in SECTIONS.items():
         context = build(result)
         if context is not None:
-            found.append({"name": name, "template": f"sections/{name}.html.j2", "context": context})
+            found.append({"name": name, "title": TITLES.get(name, name), "template": f"sections/{name}.html.j2", "context": context})
     return found
 
 
