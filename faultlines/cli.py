@@ -73,6 +73,10 @@ def _one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except FaultlinesError as e:
             _fail(str(e))
+        except KeyboardInterrupt:
+            # every write is atomic and temporary files are removed on the way out
+            sys.stderr.write("interrupted: nothing was written\n")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 

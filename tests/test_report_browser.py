@@ -47,6 +47,14 @@ def test_the_page_loads_with_no_errors_and_no_network(page):
     assert page.errors == []
     assert [u for u in page.requests if not u.startswith(("file:", "data:", "blob:"))] == []
     assert page.locator("#embedding-map .main-svg").count() >= 1  # plotly drew the map
+    # under a policy that forbids every request: a missed escape could still reach nothing
+    policy = page.locator('meta[http-equiv="Content-Security-Policy"]').get_attribute("content")
+    assert "default-src 'none'" in policy and "connect-src 'none'" in policy
+    blocked = page.evaluate("""() => new Promise(done => {
+        document.addEventListener('securitypolicyviolation', e => done(e.blockedURI), {once: true});
+        const img = new Image(); img.src = 'http://127.0.0.1:9/x.png';
+        setTimeout(() => done(null), 2000); })""")
+    assert blocked == "http://127.0.0.1:9/x.png"  # the policy, not the address, stopped it
 
 
 def test_every_nav_link_lands_on_its_section(page):
