@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
 from faultlines.errors import ModelError, SettingsError
 from faultlines.model import Classifier
+from faultlines.probe import Gathered
 from faultlines.progress import track
-from faultlines.types import Outputs, check_label_range
+from faultlines.types import Outputs
 
 
 def _ray():
@@ -136,18 +136,8 @@ def _run(ray, clf, data, batch_size, quiet, source, workers, amp, embeddings_fil
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=1 if gpus else 0,
     )
-    labels = np.empty(n, np.int64)
-    logits_all = embeddings = None
+    gathered = Gathered(n, embeddings_file)
     for batch in track(predicted.iter_batches(batch_size=batch_size, batch_format="numpy"), f"probing {data.name} on Ray",
                        n, quiet, unit="rows", step=lambda b: len(b["row"])):
-        rows = batch["row"]
-        if embeddings is None:
-            logits_all = np.empty((n, batch["logits"].shape[1]), np.float32)
-            shape = (n, batch["embedding"].shape[1])
-            embeddings = (np.empty(shape, np.float32) if embeddings_file is None
-                          else np.lib.format.open_memmap(embeddings_file, mode="w+", dtype=np.float32, shape=shape))
-        check_label_range(batch["y"], logits_all.shape[1])
-        labels[rows], logits_all[rows], embeddings[rows] = batch["y"], batch["logits"], batch["embedding"]
-    names = clf.class_names or data.class_names
-    return Outputs.from_probs(labels, F.softmax(torch.from_numpy(logits_all), dim=1).numpy(), embeddings, names,
-                              source=source, logits=logits_all)
+        gathered.put(batch["row"], batch["y"], batch["logits"], batch["embedding"])
+    return gathered.outputs(clf.class_names or data.class_names, source)

@@ -59,9 +59,7 @@ def probe(
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise SettingsError(f"num_workers must be a whole number >= 0, not {num_workers!r}")
     n = len(data)
-    labels = np.empty(n, np.int64)
-    logits_all = embeddings = None
-    filled = 0
+    gathered = Gathered(n, embeddings_file)
     batches = data.batches(batch_size, num_workers=num_workers)
     for i, (x, y) in enumerate(track(batches, f"probing {data.name}", n, quiet, unit="rows", step=lambda batch: len(batch[1]))):
         try:
@@ -72,28 +70,42 @@ def probe(
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ModelError(f"the model cannot take inputs of shape {tuple(x.shape)}: {first}") from e
             raise
-        check_label_range(y.numpy(), logits.shape[1])
-        if embeddings is None:
-            logits_all = np.empty((n, logits.shape[1]), np.float32)
-            shape = (n, emb.shape[1])
-            embeddings = (np.empty(shape, np.float32) if embeddings_file is None
-                          else np.lib.format.open_memmap(embeddings_file, mode="w+", dtype=np.float32, shape=shape))
-        rows = slice(filled, filled + len(y))
+        rows = slice(gathered.filled, gathered.filled + len(y))
         if rows.stop > n:
             raise DataError(f"the data yielded more than the {n} samples its length says")
-        labels[rows] = y.numpy()
-        logits_all[rows] = logits.float().cpu().numpy()
-        embeddings[rows] = emb.float().cpu().numpy()
-        filled = rows.stop
-    if filled != n:
-        raise DataError(f"the data yielded {filled} samples but its length says {n}")
-    names = clf.class_names or data.class_names
-    num_classes = logits_all.shape[1]
-    if names is not None and len(names) != num_classes:
-        raise DataError(f"there are {len(names)} class names but the model outputs {num_classes} classes")
-    if isinstance(embeddings, np.memmap):
-        embeddings.flush()
-    return Outputs.from_probs(
-        labels, F.softmax(torch.from_numpy(logits_all), dim=1).numpy(), embeddings, names,
-        source=source, logits=logits_all,
-    )
+        gathered.put(rows, y.numpy(), logits.float().cpu().numpy(), emb.float().cpu().numpy())
+    if gathered.filled != n:
+        raise DataError(f"the data yielded {gathered.filled} samples but its length says {n}")
+    return gathered.outputs(clf.class_names or data.class_names, source)
+
+
+class Gathered:
+    """The labels, logits and embeddings of `n` rows, put in batch by batch at any rows; the
+    embeddings in memory, or written into a new .npy `embeddings_file` and memory-mapped from
+    it. Both engines (`probe`, `faultlines.distributed.probe_ray`) gather their batches here."""
+
+    def __init__(self, n: int, embeddings_file: str | Path | None = None) -> None:
+        self.n, self.embeddings_file, self.filled = n, embeddings_file, 0
+        self.labels = np.empty(n, np.int64)
+        self.logits: np.ndarray | None = None
+        self.embeddings: np.ndarray | None = None
+
+    def put(self, rows: slice | np.ndarray, labels: np.ndarray, logits: np.ndarray, embeddings: np.ndarray) -> None:
+        if self.embeddings is None:  # the widths are known from the first batch
+            self.logits = np.empty((self.n, logits.shape[1]), np.float32)
+            shape = (self.n, embeddings.shape[1])
+            self.embeddings = (np.empty(shape, np.float32) if self.embeddings_file is None
+                               else np.lib.format.open_memmap(self.embeddings_file, mode="w+", dtype=np.float32, shape=shape))
+        check_label_range(labels, self.logits.shape[1])
+        self.labels[rows], self.logits[rows], self.embeddings[rows] = labels, logits, embeddings
+        self.filled += len(labels)
+
+    def outputs(self, names, source: str) -> Outputs:
+        """The gathered rows as Outputs (probabilities: the softmax of the logits)."""
+        num_classes = self.logits.shape[1]
+        if names is not None and len(names) != num_classes:
+            raise DataError(f"there are {len(names)} class names but the model outputs {num_classes} classes")
+        if isinstance(self.embeddings, np.memmap):
+            self.embeddings.flush()
+        return Outputs.from_probs(self.labels, F.softmax(torch.from_numpy(self.logits), dim=1).numpy(), self.embeddings, names,
+                                  source=source, logits=self.logits)

@@ -38,7 +38,9 @@ import numpy as np
 from scipy import stats
 
 from faultlines.errors import SettingsError
-from faultlines.types import FailureMode, Outputs
+# significant and ranked read what `assess` wrote; they live with the types, which the
+# notebook views need them in, and are named here too
+from faultlines.types import FailureMode, Outputs, ranked, significant  # noqa: F401
 
 if TYPE_CHECKING:  # finders use the tests here (Spotlight): no import of them at run time
     from faultlines.find.base import Finder
@@ -178,8 +180,8 @@ def assess(modes: list[FailureMode], outputs: Outputs, finders: dict[str, str], 
         r["metrics"] |= {"p_value": r["p"], "q_value": float(q)}
     out = []
     for mode, r in zip(modes, records):
-        significant = bool("p" in r and r["metrics"]["q_value"] <= alpha)
-        evidence = {"rows": r["rows"], "significant": significant, "alpha": alpha, "sentence": _sentence(r, significant, alpha)}
+        passed = bool("p" in r and r["metrics"]["q_value"] <= alpha)
+        evidence = {"rows": r["rows"], "significant": passed, "alpha": alpha, "sentence": _sentence(r, passed, alpha)}
         out.append(replace(mode, metrics=mode.metrics | r["metrics"], evidence=mode.evidence | {"significance": evidence}))
     return out
 
@@ -191,7 +193,7 @@ ROWS = {"held-out": "on held-out rows the finder never saw",
         "generated": "on its generated inputs, against the label the finder assumes (a person confirms it)"}
 
 
-def _sentence(record: dict[str, Any], significant: bool, alpha: float) -> str:
+def _sentence(record: dict[str, Any], passed: bool, alpha: float) -> str:
     m = record["metrics"]
     size, errors = int(m["tested_size"]), int(m["tested_errors"])
     text = (f"{errors} of {size} wrong {ROWS[record['rows']]}: error rate {m['tested_error_rate']:.2f}, "
@@ -199,20 +201,6 @@ def _sentence(record: dict[str, Any], significant: bool, alpha: float) -> str:
     if "tested_lift" in m and record["rows"] != "in-sample":
         text += f", {m['tested_lift']:.1f}x the rate of all those rows"
     if "q_value" in m:
-        verdict = "significant" if significant else "not significant"
+        verdict = "significant" if passed else "not significant"
         text += f"; one-sided Fisher p = {m['p_value']:.2g}, q = {m['q_value']:.2g}: {verdict} at {alpha:g}"
     return text + "."
-
-
-def significant(mode: FailureMode) -> bool:
-    """Whether `mode` reached its run's alpha on rows its finder did not choose it by."""
-    return bool(mode.evidence.get("significance", {}).get("significant", False))
-
-
-def ranked(modes: list[FailureMode]) -> list[FailureMode]:
-    """Modes as a person should read them: significant ones first, then by q-value, p-value, id order."""
-    def key(item: tuple[int, FailureMode]) -> tuple:
-        i, m = item
-        return (not significant(m), m.metrics.get("q_value", 2.0), m.metrics.get("p_value", 2.0), i)
-
-    return [m for _, m in sorted(enumerate(modes), key=key)]

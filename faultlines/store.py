@@ -96,24 +96,11 @@ def _members_table(modes: list[FailureMode]):
                      "weight": pa.array(np.concatenate(weights).astype(np.float32) if modes else np.zeros(0, np.float32))})
 
 
-def _membership(result: ScanResult):
-    """The list of mode ids of each row of the scanned table, built without a Python loop over rows."""
-    import pyarrow as pa
-
-    out = result.outputs
-    own = [m for m in result.modes if m.source == out.source]
-    rows = np.concatenate([m.members for m in own]) if own else np.zeros(0, np.int64)
-    which = np.repeat(np.arange(len(own)), [len(m.members) for m in own])
-    order = np.lexsort((which, rows))
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=out.n))]).astype(np.int32)
-    ids = pa.DictionaryArray.from_arrays(pa.array(which[order].astype(np.int32)), pa.array([m.id for m in own], pa.string()))
-    return pa.ListArray.from_arrays(pa.array(offsets), ids.cast(pa.string()))
-
-
 def _samples_table(result: ScanResult):
     import pyarrow as pa
 
     out = result.outputs
+    offsets, ids = result.membership()
     columns = {
         "index": pa.array(np.arange(out.n)),
         "label": pa.array(out.labels),
@@ -121,7 +108,7 @@ def _samples_table(result: ScanResult):
         "correct": pa.array(out.correct),
         "loss": pa.array(out.losses),
         "probs": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.probs, np.float32).ravel()), out.num_classes),
-        "modes": _membership(result),
+        "modes": pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids.tolist(), pa.string())),
     }
     if result.heldout is not None:
         columns["heldout"] = pa.array(np.asarray(result.heldout, bool))

@@ -229,6 +229,17 @@ class FailureMode:
                       "correct": outputs.correct[rows], "loss": outputs.losses[rows]}
         return pd.DataFrame(frame)
 
+    def glance(self) -> dict[str, Any]:
+        """The numbers a table of modes shows (None where the mode has none): finder, size, the
+        error rate where its significance was measured with its interval, lift, q-value,
+        whether it is significant, and its commonest confusion (true, predicted, count)."""
+        m = self.metrics
+        confusions = self.evidence.get("confusions") or []
+        return {"finder": self.method, "size": len(self.members),
+                "rate": m.get("tested_error_rate", m.get("error_rate")), "low": m.get("error_low"), "high": m.get("error_high"),
+                "lift": m.get("tested_lift", m.get("error_lift")), "q": m.get("q_value"), "significant": significant(self),
+                "confusion": tuple(confusions[0]) if confusions else None}
+
     def _repr_html_(self) -> str:
         shown = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}
         verdict = self.evidence.get("significance", {}).get("sentence", "")
@@ -272,17 +283,23 @@ class ScanResult:
     analyses: dict[str, Any] = field(default_factory=dict)
     heldout: np.ndarray | None = None
 
+    def membership(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which modes each scanned row belongs to, without a Python loop over rows: (offsets,
+        ids), the ids of row i's modes being ids[offsets[i]:offsets[i + 1]], in the run's mode order."""
+        own = [m for m in self.modes if m.source == self.outputs.source]
+        rows = np.concatenate([m.members for m in own]) if own else np.zeros(0, np.int64)
+        which = np.repeat(np.arange(len(own)), [len(m.members) for m in own])
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.outputs.n))])
+        return offsets, np.array([m.id for m in own], dtype=object)[which[np.lexsort((which, rows))]]
+
     def to_pandas(self):
         """One row per scanned sample: row, label, pred, correct, loss, probs (a list), modes
         (the ids of the modes it belongs to), heldout (if rows were held out), text (for text data)."""
         pd = _pandas()
         out = self.outputs
         names = np.asarray(out.class_names, dtype=object)
-        membership: list[list[str]] = [[] for _ in range(out.n)]
-        for mode in self.modes:
-            if mode.source == out.source:
-                for i in mode.members:
-                    membership[int(i)].append(mode.id)
+        offsets, ids = self.membership()
+        membership = [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
         frame = {"row": np.arange(out.n), "label": names[out.labels], "pred": names[out.preds], "correct": out.correct,
                  "loss": out.losses, "probs": list(out.probs), "modes": membership}
         if self.heldout is not None:
@@ -298,31 +315,39 @@ class ScanResult:
 
         out = self.outputs
         rows = []
-        order = sorted(range(len(self.modes)), key=lambda i: (not self.modes[i].evidence.get("significance", {}).get("significant", False),
-                                                                self.modes[i].metrics.get("q_value", 2.0), i))
-        for i in order:
-            mode = self.modes[i]
-            m, typical = mode.metrics, mode.evidence.get("typical", [])
+        for mode in ranked(self.modes):
+            g, typical = mode.glance(), mode.evidence.get("typical", [])
             preview = self.previews.get(typical[0]) if typical and mode.source == out.source else None
             if isinstance(preview, np.ndarray):
                 uri = base64.b64encode(png_bytes(preview, scale=2)).decode("ascii")
                 shown = f'<img src="data:image/png;base64,{uri}" style="image-rendering:pixelated" alt="">'
             else:
                 shown = html.escape(str(preview)[:80]) if preview is not None else ""
-            rate = m.get("tested_error_rate", m.get("error_rate", float("nan")))
-            interval = f"{m['error_low']:.2f}-{m['error_high']:.2f}" if "error_low" in m else ""
-            q = f"{m['q_value']:.2g}" if "q_value" in m else ""
-            significant = "yes" if mode.evidence.get("significance", {}).get("significant") else "no"
-            confusions = mode.evidence.get("confusions") or []
-            confusion = (f"{html.escape(str(confusions[0][0]))} &rarr; {html.escape(str(confusions[0][1]))} ({int(confusions[0][2])})"
-                         if confusions else "")
-            rows.append(f"<tr><td>{html.escape(mode.id)}</td><td>{len(mode.members)}</td><td>{rate:.2f}</td><td>{interval}</td>"
-                        f"<td>{m.get('tested_lift', m.get('error_lift', float('nan'))):.2f}</td><td>{q}</td><td>{significant}</td>"
+            number = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+            interval = f"{g['low']:.2f}-{g['high']:.2f}" if g["low"] is not None else ""
+            a, b, n = g["confusion"] or ("", "", 0)
+            confusion = f"{html.escape(str(a))} &rarr; {html.escape(str(b))} ({int(n)})" if g["confusion"] else ""
+            rows.append(f"<tr><td>{html.escape(mode.id)}</td><td>{g['size']}</td><td>{number(g['rate'], '.2f')}</td><td>{interval}</td>"
+                        f"<td>{number(g['lift'], '.2f')}</td><td>{number(g['q'], '.2g')}</td><td>{'yes' if g['significant'] else 'no'}</td>"
                         f"<td>{confusion}</td><td>{shown}</td></tr>")
         head = "".join(f"<th>{h}</th>" for h in ("mode", "size", "error rate", "interval", "lift", "q", "significant",
                                                  "commonest confusion", "typical"))
         return (f"<div><b>faultlines scan</b>: accuracy {out.accuracy:.4f} on {out.n} {html.escape(out.source)} samples, "
                 f"{len(self.modes)} modes<table><tr>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def significant(mode: FailureMode) -> bool:
+    """Whether `mode` reached its run's alpha on rows its finder did not choose it by (`faultlines.significance`)."""
+    return bool(mode.evidence.get("significance", {}).get("significant", False))
+
+
+def ranked(modes: list[FailureMode]) -> list[FailureMode]:
+    """Modes as a person should read them: significant ones first, then by q-value, p-value, id order."""
+    def key(item: tuple[int, FailureMode]) -> tuple:
+        i, m = item
+        return (not significant(m), m.metrics.get("q_value", 2.0), m.metrics.get("p_value", 2.0), i)
+
+    return [m for _, m in sorted(enumerate(modes), key=key)]
 
 
 def _pandas():

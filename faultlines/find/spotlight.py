@@ -280,19 +280,16 @@ class Spotlight(Finder):
                 taus = torch.stack([tau for _, tau, _ in candidates])
                 if searched is not None:  # the search saw a sample: set each size on every row
                     taus = self._precision_for(d2, count)
-                spot, covered = None, self._kernel(d2[:1], taus[:1])[0]
+                kernels = self._kernel(d2, taus)
+                covered = kernels[0]  # what the next search steers away from, kept or not
                 for c, (mu, _, objective) in enumerate(candidates):
-                    k = self._kernel(d2[c : c + 1], taus[c : c + 1])[0]
-                    order, size = self._members(d2[c], k, wrong)
+                    order, size = self._members(d2[c], kernels[c], wrong)
                     if self._acceptable(order[:size], wrong, kept):
-                        spot = {"mu": mu, "tau": float(taus[c]), "objective": objective, "k": k,
-                                "members": order[:size], "radius": float(d2[c, order[size - 1]])}
-                        covered = k
+                        kept.append({"mu": mu, "tau": float(taus[c]), "objective": objective, "k": kernels[c],
+                                     "members": order[:size], "radius": float(d2[c, order[size - 1]])})
+                        covered = kernels[c]
                         break
                     rejected += 1
-                if spot is not None:
-                    kept.append(spot)
-                # the next search looks elsewhere, whether or not this one found a spotlight
                 k_seen = covered if searched is None else covered[searched]
                 losses = losses * (1 - k_seen / k_seen.max().clamp(min=1e-12))
         self.centers_ = np.stack([s["mu"].numpy() for s in kept]) if kept else np.zeros((0, x.shape[1]), np.float32)

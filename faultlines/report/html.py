@@ -68,16 +68,6 @@ def _members(result: ScanResult, mode: FailureMode, budget: int) -> list[dict[st
     return listed
 
 
-def _summary(mode: FailureMode) -> dict[str, Any]:
-    """One row of the modes table: the numbers it sorts by, None where a mode has none."""
-    m = mode.metrics
-    confusions = mode.evidence.get("confusions") or []
-    return {"finder": mode.method, "size": len(mode.members),
-            "rate": m.get("tested_error_rate", m.get("error_rate")), "low": m.get("error_low"), "high": m.get("error_high"),
-            "lift": m.get("tested_lift", m.get("error_lift")), "q": m.get("q_value"),
-            "confusion": f"{confusions[0][0]} → {confusions[0][1]} ({confusions[0][2]})" if confusions else ""}
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.3g}"
@@ -102,7 +92,7 @@ def render(result: ScanResult) -> str:
                 "examples": _examples(result, mode),
                 "confusions": mode.evidence.get("confusions", []),
                 "label_counts": list(mode.evidence.get("label_counts", {}).items())[:6],
-                "row": _summary(mode),
+                "row": mode.glance(),
                 "members": listed,
                 "classes": sorted({r["label"] for r in listed}),
             }
