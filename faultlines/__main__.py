@@ -1,3 +1,19 @@
-from faultlines.cli import main
+"""`python -m faultlines`, and the `faultlines` command's entry point: Ctrl-C while the command
+line itself is loading ends as it does inside a command (one line, exit code 130)."""
 
-main()
+import sys
+
+
+def main() -> None:
+    try:
+        from faultlines.cli import main as run
+    except KeyboardInterrupt:
+        from faultlines.errors import INTERRUPTED
+
+        sys.stderr.write(INTERRUPTED)
+        raise SystemExit(130) from None
+    run()
+
+
+if __name__ == "__main__":
+    main()

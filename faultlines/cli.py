@@ -7,9 +7,10 @@ and progress go to stderr, and what a command produces (the summary, the report 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,15 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from faultlines.errors import DataError, FaultlinesError, ModelError, RunDirError, SettingsError
+from faultlines.atomic import lock
+from faultlines.errors import (
+    INTERRUPTED,
+    DataError,
+    FaultlinesError,
+    ModelError,
+    RunDirError,
+    SettingsError,
+)
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -73,9 +82,12 @@ def _one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except FaultlinesError as e:
             _fail(str(e))
-        except KeyboardInterrupt:
+        except OSError as e:  # the machine, not the input: a full disk, a folder without permission
+            where = f" ({e.filename})" if e.filename else ""
+            _fail(f"{e.strerror or e}{where}; free some space, or use a folder you can write to")
+        except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt (`label --interactive`)
             # every write is atomic and temporary files are removed on the way out
-            sys.stderr.write("interrupted: nothing was written\n")
+            sys.stderr.write(INTERRUPTED)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -93,13 +105,15 @@ def _page_size(path: Path) -> str:
     return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
 
 
-def _spill_dir(out: Path) -> str:
-    """A new hidden folder beside the run folder `out`, on its file system (so the run can link what is written there)."""
+def _spill_dir(out: Path) -> Path:
+    """A new hidden folder beside the run folder `out`, on its file system (so the run can link
+    what is written there); a killed run's is removed by the next at `out` (`atomic.remove_leftovers`)."""
+    from faultlines.atomic import disk_error, make_temporary
+
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent)
+        return make_temporary(out, "probe", folder=True)
     except OSError as e:
-        raise RunDirError(f"cannot write beside the run folder {out} ({e.strerror or e})") from e
+        raise disk_error(out, e) from e
 
 
 def _writable_run_dir(out: Path) -> None:
@@ -155,15 +169,20 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """Train a small CNN on scikit-learn's digits, scan its test split, write the report."""
+    _writable_run_dir(out)
+    spec = _finder_spec(finders, density)
+    found = _finders(spec, seed, quiet, size, spotlights)
+    with lock(out):  # one writer per run folder, from start to end
+        _demo(out, spec, found, confirm, alpha, show_all, seed, quiet)
+
+
+def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float, show_all: bool, seed: int, quiet: bool) -> None:
     from faultlines.data.digits import CLASS_NAMES, digits
     from faultlines.generative import VAE
     from faultlines.model import Classifier, checkpoint_bytes
     from faultlines.scan import scan
     from faultlines.train import train_small_cnn
 
-    _writable_run_dir(out)
-    spec = _finder_spec(finders, density)
-    found = _finders(spec, seed, quiet, size, spotlights)
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
     model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
@@ -233,40 +252,41 @@ def scan_command(
     device = resolve_device(device)
     if amp and device.type != "cuda":
         raise SettingsError(f"--amp (mixed precision) is for a CUDA device; the model would run on {device.type}")
-    clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer, device=device) if model is not None else None
-    source = load(data)
-    if clf is None and not isinstance(source, EmbeddingTable):
-        raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
-    train = train or ("digits:train" if data == "digits" else None)
-    val = val or ("digits:val" if data == "digits" else None)
-    for option, value, name in (("--vae", vae, "defuse"), ("--object-mask", object_mask, "perturb")):
-        if value is not None and _named(found, name) is None:
-            raise SettingsError(f"{option} is for the {name} finder; add it to --finders")
-    defuse, probe_finder = _named(found, "defuse"), _named(found, "perturb")
-    if vae is not None:
-        module, _ = load_module(vae)
-        if not isinstance(module, VAE):
-            raise ModelError(f"{vae} holds a {type(module).__name__}, not a faultlines VAE")
-        defuse.set_params(vae=module)
-    if object_mask is not None:
-        if isinstance(source, EmbeddingTable):
-            raise SettingsError("--object-mask is for image data; an embedding table has no images")
-        probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
-    # the probed embeddings stream to a file beside the run (the run folder links it), which is
-    # removed however the command ends: an interrupted scan leaves nothing behind
-    spill = None if clf is None or isinstance(source, EmbeddingTable) else Path(_spill_dir(out))
-    try:
-        result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
-                      strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,
-                      amp=amp, engine=engine, ray_address=ray_address,
-                      embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
-        result.config["data"] |= {"spec": data, "train": train, "val": val}
-        if result.config["model"] is not None:
-            result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
-        _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype)
-    finally:
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
+    with lock(out):  # one writer per run folder, from loading the model to the last file
+        clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer, device=device) if model is not None else None
+        source = load(data)
+        if clf is None and not isinstance(source, EmbeddingTable):
+            raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
+        train = train or ("digits:train" if data == "digits" else None)
+        val = val or ("digits:val" if data == "digits" else None)
+        for option, value, name in (("--vae", vae, "defuse"), ("--object-mask", object_mask, "perturb")):
+            if value is not None and _named(found, name) is None:
+                raise SettingsError(f"{option} is for the {name} finder; add it to --finders")
+        defuse, probe_finder = _named(found, "defuse"), _named(found, "perturb")
+        if vae is not None:
+            module, _ = load_module(vae)
+            if not isinstance(module, VAE):
+                raise ModelError(f"{vae} holds a {type(module).__name__}, not a faultlines VAE")
+            defuse.set_params(vae=module)
+        if object_mask is not None:
+            if isinstance(source, EmbeddingTable):
+                raise SettingsError("--object-mask is for image data; an embedding table has no images")
+            probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
+        # the probed embeddings stream to a file beside the run (the run folder links it), which is
+        # removed however the command ends: an interrupted scan leaves nothing behind
+        spill = None if clf is None or isinstance(source, EmbeddingTable) else Path(_spill_dir(out))
+        try:
+            result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
+                          strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,
+                          amp=amp, engine=engine, ray_address=ray_address,
+                          embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
+            result.config["data"] |= {"spec": data, "train": train, "val": val}
+            if result.config["model"] is not None:
+                result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
+            _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype)
+        finally:
+            if spill is not None:
+                shutil.rmtree(spill, ignore_errors=True)
 
 
 @app.command()
@@ -307,25 +327,26 @@ def label(
 
     if sum([labels is not None, interactive, auto]) != 1:
         raise SettingsError("give exactly one of --labels CSV, --interactive or --auto")
-    result = store.load_run(run_dir)
-    found = region_labels.regions(result)
-    if not found:
-        raise RunDirError(f"{run_dir} has no Defuse regions to label; scan with --finders defuse")
-    if labels is not None:
-        chosen, how = region_labels.read_csv(labels, result), "csv"
-    elif auto:
-        chosen, how = region_labels.from_seeds(result, agreement), "auto"
-    else:
-        table = result.tables["generated"]
-        grids = store.save_region_grids(run_dir, {region: png_bytes(tile(table["images"][evidence["typical"]], columns=8), scale=6)
-                                                  for region, evidence in found.items()})
-        chosen, how = region_labels.prompt(result, grids, ask=lambda q: typer.prompt(q, prompt_suffix=""), say=typer.echo), "prompt"
-    path = store.save_labels(run_dir, region_labels.to_record(chosen, result, how))
-    named = sum(v is not None for v in chosen.values())
-    typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
-    if not named:
-        typer.echo("nothing for `faultlines fix` to correct: label regions from the report's grids "
-                   "(--labels CSV or --interactive)" + (", or lower --agreement" if auto else ""))
+    with lock(store.run_folder(run_dir)):  # no scan may replace the run while its regions are labelled
+        result = store.load_run(run_dir)
+        found = region_labels.regions(result)
+        if not found:
+            raise RunDirError(f"{run_dir} has no Defuse regions to label; scan with --finders defuse")
+        if labels is not None:
+            chosen, how = region_labels.read_csv(labels, result), "csv"
+        elif auto:
+            chosen, how = region_labels.from_seeds(result, agreement), "auto"
+        else:
+            table = result.tables["generated"]
+            grids = store.save_region_grids(run_dir, {region: png_bytes(tile(table["images"][evidence["typical"]], columns=8), scale=6)
+                                                      for region, evidence in found.items()})
+            chosen, how = region_labels.prompt(result, grids, ask=lambda q: typer.prompt(q, prompt_suffix=""), say=typer.echo), "prompt"
+        path = store.save_labels(run_dir, region_labels.to_record(chosen, result, how))
+        named = sum(v is not None for v in chosen.values())
+        typer.echo(f"labelled {named} of {len(found)} regions ({len(chosen) - named} skipped): {path}")
+        if not named:
+            typer.echo("nothing for `faultlines fix` to correct: label regions from the report's grids "
+                       "(--labels CSV or --interactive)" + (", or lower --agreement" if auto else ""))
 
 
 def _fix_data(result: ScanResult, train: str | None, val: str | None):
@@ -370,18 +391,19 @@ def fix(
     from faultlines import store
     from faultlines.model import checkpoint_bytes, load_module
 
-    result = store.load_run(run_dir)
-    if mask is not None and not xbl:
-        raise SettingsError("--mask is for --xbl")
-    if not (run_dir / store.MODEL_FILE).is_file():
-        raise RunDirError(f"{run_dir} keeps no {store.MODEL_FILE} to correct; scan with --model")
-    # unset settings are left to the repair's own defaults
-    settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
-    fixing = _fix_xbl if xbl else _fix_defuse
-    module, _ = load_module(run_dir / store.MODEL_FILE, factory=(result.config.get("model") or {}).get("factory"))
-    name, fixed, table = fixing(run_dir, result, module, mask, train, val, settings, seed, quiet)
-    path = store.save_repair(run_dir, result, name, checkpoint_bytes(fixed, result.outputs.class_names), table)
-    typer.echo(f"model: {path}")
+    with lock(store.run_folder(run_dir)):  # no scan may replace the run while its model is corrected
+        result = store.load_run(run_dir)
+        if mask is not None and not xbl:
+            raise SettingsError("--mask is for --xbl")
+        if not (run_dir / store.MODEL_FILE).is_file():
+            raise RunDirError(f"{run_dir} keeps no {store.MODEL_FILE} to correct; scan with --model")
+        # unset settings are left to the repair's own defaults
+        settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
+        fixing = _fix_xbl if xbl else _fix_defuse
+        module, _ = load_module(run_dir / store.MODEL_FILE, factory=(result.config.get("model") or {}).get("factory"))
+        name, fixed, table = fixing(run_dir, result, module, mask, train, val, settings, seed, quiet)
+        path = store.save_repair(run_dir, result, name, checkpoint_bytes(fixed, result.outputs.class_names), table)
+        typer.echo(f"model: {path}")
 
 
 def _fix_defuse(run_dir: Path, result: ScanResult, module, mask, train, val, settings: dict, seed: int, quiet: bool):
@@ -477,4 +499,28 @@ def main() -> None:
     # callers' authors, not for the person running the command; faultlines' own still show
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"^(?!faultlines)")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"^(?!faultlines)")
-    app()
+    sys.unraisablehook = _interrupt_again
+    try:
+        app()  # Ctrl-C in a command: `_one_line_errors`; while parsing its options: typer's exit 130
+    except SystemExit as e:
+        if e.code == 130:
+            # interrupted, and cleaned up on the way here. Exit now: once a KeyboardInterrupt has
+            # passed through code Python runs for a C extension, Python ends itself by SIGINT at
+            # exit, whatever the exit code asked
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise
+    finally:
+        # the command is over (its files written or not): Ctrl-C while Python shuts down changes nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupt_again(unraisable) -> None:
+    """Ctrl-C that Python raised inside a callback it cannot propagate from (a weakref or an
+    import lock's callback) is raised again, so it stops the command instead of being printed
+    and ignored; every other unraisable error goes to Python's own hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+        return
+    sys.__unraisablehook__(unraisable)

@@ -4,6 +4,10 @@ Every message names what is wrong and what to do about it. The CLI prints the me
 one line of stderr and exits with code 2; the Python API lets the exception propagate.
 """
 
+#: What every command prints when Ctrl-C stops it (exit code 130): runs and files are written
+#: whole or not at all, so whatever was there before is as it was, or the new one is complete.
+INTERRUPTED = "interrupted: stopped before finishing; nothing was left half-written\n"
+
 
 class FaultlinesError(Exception):
     """Base class: a problem with what the caller gave faultlines, not a bug in it."""

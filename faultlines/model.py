@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
+import logging
 import pickle
 import warnings
 import zipfile
@@ -17,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faultlines.errors import LayerNotFoundError, ModelError, SettingsError
+from faultlines.types import as_class_names
 
 #: Marks a file written by `save_checkpoint`, so `Classifier.load` can rebuild the module.
 CHECKPOINT_FORMAT = "faultlines-checkpoint-1"
@@ -85,7 +88,7 @@ class Classifier:
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.preprocess = preprocess
-        self.class_names = tuple(class_names) if class_names is not None else None
+        self.class_names = as_class_names(class_names)
         self._scripted = isinstance(module, torch.jit.ScriptModule)
         self._captured: list[torch.Tensor] = []
         self.layer_name, self._hook_module, self._hook_input = self._resolve_layer(layer)
@@ -258,22 +261,23 @@ def load_module(
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"no such model file: {p}")
-    if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            names = z.namelist()
-        if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
-            try:
-                # unflatten restores the module hierarchy, so forward hooks reach named layers
-                with warnings.catch_warnings():  # torch.export's notices about its own future
-                    warnings.simplefilter("ignore", FutureWarning)
-                    return torch.export.unflatten(torch.export.load(p)), None
-            except Exception as e:  # torch.export raises many types for a bad archive
-                raise ModelError(f"cannot load the exported program {p} ({str(e).splitlines()[0] if str(e) else e})") from e
-        if any("/code/" in n for n in names):
-            try:
-                return torch.jit.load(str(p), map_location="cpu"), None
-            except RuntimeError as e:
-                raise ModelError(f"cannot load the TorchScript file {p} ({str(e).splitlines()[0]})") from e
+    try:
+        names = zipfile.ZipFile(p).namelist() if zipfile.is_zipfile(p) else []
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelError(f"cannot read {p}: a damaged zip archive ({_first_line(e)}); save or copy the model again") from e
+    if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
+        try:
+            # unflatten restores the module hierarchy, so forward hooks reach named layers
+            with warnings.catch_warnings(), _quiet_logger("torch.export"):  # torch.export's notices about its own future
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.export.unflatten(torch.export.load(p)), None
+        except Exception as e:  # torch.export raises many types for a bad archive
+            raise ModelError(f"cannot load the exported program {p} ({_first_line(e)})") from e
+    if any("/code/" in n for n in names):
+        try:
+            return torch.jit.load(str(p), map_location="cpu"), None
+        except Exception as e:  # a damaged TorchScript archive fails in the loader or in the code it holds
+            raise ModelError(f"cannot load the TorchScript file {p} ({_first_line(e)})") from e
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -282,35 +286,66 @@ def load_module(
                 f"{p} is a pickled model, and unpickling can run arbitrary code; re-save it as TorchScript "
                 "or a state dict, or pass --trust-pickle (trust_pickle=True) if you trust the file"
             ) from e
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise ModelError(f"cannot read {p} as a torch model file ({str(e).splitlines()[0] if str(e) else e})") from e
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as e:  # the file's own code may raise anything
+            raise ModelError(f"cannot unpickle {p} ({_first_line(e)})") from e
+    except Exception as e:  # a damaged file: torch.load raises RuntimeError, EOFError, KeyError, ...
+        raise ModelError(f"cannot read {p} as a torch model file ({_first_line(e)})") from e
     if isinstance(obj, nn.Module):
         return obj, None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        spec = obj["factory"]
+        spec, kwargs, state = obj.get("factory"), obj.get("kwargs"), obj.get("state_dict")
+        if not isinstance(spec, str) or not isinstance(kwargs, dict) or not isinstance(state, dict):
+            raise ModelError(f"{p} is a damaged faultlines checkpoint (its factory, kwargs or state_dict is missing); save the model again")
         if not spec.startswith("faultlines.") and not trust_pickle:
             raise ModelError(f"{p} asks to build its model with '{spec}'; pass trust_pickle=True if you trust it")
-        module = _import(spec)(**obj["kwargs"])
-        _load_state(module, obj["state_dict"], p)
+        module = _build(_import(spec), spec, kwargs)
+        _load_state(module, state, p)
         names = obj.get("class_names")
-        return module, tuple(names) if names else None
+        return module, as_class_names(names) if names else None
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if factory is None:
             raise ModelError(
                 f"{p} holds a state dict (weights only); give the code that builds the model: "
                 "factory=... (CLI: --factory package.module:callable)"
             )
-        module = (_import(factory) if isinstance(factory, str) else factory)()
+        module = _build(_import(factory) if isinstance(factory, str) else factory, factory, {})
         _load_state(module, obj, p)
         return module, None
     raise ModelError(f"{p} holds a {type(obj).__name__}, not a model, a state dict or a faultlines checkpoint")
 
 
+def _build(factory: Callable[..., nn.Module], name: Any, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        module = factory(**kwargs)
+    except Exception as e:  # the factory is the user's code (or the checkpoint's recorded arguments are off)
+        raise ModelError(f"the factory {getattr(factory, '__name__', name)} failed to build the model ({_first_line(e)})") from e
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"the factory {getattr(factory, '__name__', name)} returned a {type(module).__name__}, not a torch nn.Module")
+    return module
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Silence a library's logger for the block (torch.export logs a traceback before raising)."""
+    logger = logging.getLogger(name)
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         module.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"the weights in {path} do not fit the model the factory builds ({str(e).splitlines()[0]})") from e
+    except Exception as e:  # RuntimeError for mismatched weights; others for a damaged state dict
+        raise ModelError(f"the weights in {path} do not fit the model the factory builds ({_first_line(e)})") from e

@@ -91,6 +91,22 @@ class Gathered:
         self.embeddings: np.ndarray | None = None
 
     def put(self, rows: slice | np.ndarray, labels: np.ndarray, logits: np.ndarray, embeddings: np.ndarray) -> None:
+        """Put one batch's outputs at `rows`, checked against what the model should return.
+
+        Raises:
+            ModelError: the model returned another number of rows than it was given, other
+                widths than on earlier batches, or NaN or infinite values.
+        """
+        if len(logits) != len(labels) or len(embeddings) != len(labels):
+            raise ModelError(f"the model returned {len(logits)} rows of logits and {len(embeddings)} of embeddings "
+                             f"for a batch of {len(labels)} samples; it must return one row per input")
+        if self.embeddings is not None and (logits.shape[1] != self.logits.shape[1] or embeddings.shape[1] != self.embeddings.shape[1]):
+            raise ModelError(f"the model returned {logits.shape[1]} classes and {embeddings.shape[1]} embedding features for one "
+                             f"batch but {self.logits.shape[1]} and {self.embeddings.shape[1]} for another")
+        bad = ~(np.isfinite(logits).all(axis=1) & np.isfinite(embeddings).all(axis=1))
+        if bad.any():
+            raise ModelError(f"the model returned NaN or infinite logits or embeddings for {int(bad.sum())} of "
+                             f"{len(labels)} samples in a batch; check the model and its inputs' scaling")
         if self.embeddings is None:  # the widths are known from the first batch
             self.logits = np.empty((self.n, logits.shape[1]), np.float32)
             shape = (self.n, embeddings.shape[1])

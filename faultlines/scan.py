@@ -27,7 +27,7 @@ from pathlib import Path
 
 from faultlines.data.sources import EmbeddingTable, Source, Splits
 from faultlines.errors import SettingsError
-from faultlines.find.base import Finder, missing
+from faultlines.find.base import SEED, Finder, missing
 from faultlines.model import Classifier
 from faultlines.probe import probe
 from faultlines.registry import build
@@ -42,7 +42,6 @@ from faultlines.significance import (
     split_rows,
 )
 from faultlines.types import FailureMode, ScanResult
-
 
 #: Where the model runs over the data: this process, or a Ray cluster.
 ENGINES = ("local", "ray")
@@ -128,6 +127,8 @@ def scan(
     alpha = check_alpha(alpha)
     if confirm is not None:
         check_fraction(confirm)
+    if not SEED.holds(seed):
+        raise SettingsError(f"seed must be {SEED.describe()}, not {seed!r}")
     if isinstance(data, Splits):
         train = train if train is not None else data.train
         val = val if val is not None else data.val

@@ -26,15 +26,22 @@ import io
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from faultlines.arrays import row_chunks
-from faultlines.atomic import write_file
+from faultlines.atomic import (
+    deferred_interrupt,
+    disk_error,
+    lock,
+    make_temporary,
+    write_file,
+    write_files,
+)
 from faultlines.errors import RunDirError, SettingsError
 from faultlines.images import png_bytes
 from faultlines.types import FailureMode, Outputs, ScanResult
@@ -142,41 +149,39 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
         raise RunDirError(f"the output path {path} is a file; give a folder for the run")
     if embeddings_dtype not in EMBEDDING_DTYPES:
         raise SettingsError(f"embeddings_dtype must be one of {', '.join(EMBEDDING_DTYPES)}, not {embeddings_dtype!r}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is an ordinary one
-    except OSError as e:
-        raise RunDirError(f"cannot create the run folder {path} ({e.strerror or e})") from e
-    try:
-        record = {
-            "format": RUN_FORMAT,
-            "source": result.outputs.source,
-            "class_names": list(result.outputs.class_names),
-            "config": result.config,
-            "metrics": result.outputs.overview(),
-            "modes": [_mode_dict(m) for m in result.modes],
-            "analyses": result.analyses,
-        }
-        (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
-        pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
-        pq.write_table(_members_table(result.modes), tmp / MEMBERS_FILE)
-        _store_embeddings(result, tmp / EMBEDDINGS_FILE, embeddings_dtype)
-        for name, table in result.tables.items():
-            np.savez_compressed(tmp / f"{TABLE_PREFIX}{name}.npz", **table)
-        for name, content in ((MODEL_FILE, model), (VAE_FILE, vae)):
-            if content is not None:
-                (tmp / name).write_bytes(content)
-        if report:
-            from faultlines.report import render
+    with lock(path):
+        try:
+            tmp = make_temporary(path, "tmp", folder=True)
+        except OSError as e:
+            raise disk_error(path, e) from e
+        try:
+            record = {
+                "format": RUN_FORMAT,
+                "source": result.outputs.source,
+                "class_names": list(result.outputs.class_names),
+                "config": result.config,
+                "metrics": result.outputs.overview(),
+                "modes": [_mode_dict(m) for m in result.modes],
+                "analyses": result.analyses,
+            }
+            (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
+            pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
+            pq.write_table(_members_table(result.modes), tmp / MEMBERS_FILE)
+            _store_embeddings(result, tmp / EMBEDDINGS_FILE, embeddings_dtype)
+            for name, table in result.tables.items():
+                np.savez_compressed(tmp / f"{TABLE_PREFIX}{name}.npz", **table)
+            for name, content in ((MODEL_FILE, model), (VAE_FILE, vae)):
+                if content is not None:
+                    (tmp / name).write_bytes(content)
+            if report:
+                from faultlines.report import render
 
-            (tmp / REPORT_FILE).write_text(render(result), encoding="utf-8")
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                (tmp / REPORT_FILE).write_text(render(result), encoding="utf-8")
+            _swap_into_place(tmp, path)
+        except OSError as e:  # no space, no permission: one line, and nothing of the new run is left
+            raise disk_error(path, e) from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -204,83 +209,135 @@ def _store_embeddings(result: ScanResult, target: Path, dtype: str = "float32") 
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename the new run `tmp` to `path`, moving any earlier run aside first; Ctrl-C waits for
+    both renames. Killed between them, the earlier run is in `.NAME.old-*/run`, and the next
+    writer at `path` puts it back (`atomic.remove_leftovers`)."""
     if not path.exists():
         os.replace(tmp, path)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-    os.replace(path, old / "run")
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.replace(old / "run", path)
-        raise
+    old = make_temporary(path, "old", folder=True)
+    with deferred_interrupt():
+        os.replace(path, old / "run")
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            os.replace(old / "run", path)
+            raise
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def _reading(file: Path) -> Iterator[None]:
+    """Any failure to read or make sense of `file` as one line that names it."""
+    try:
+        yield
+    except RunDirError:
+        raise
+    except Exception as e:  # a damaged file fails in as many ways as its readers have errors
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunDirError(f"{file} is damaged or incomplete ({detail[:200]}); scan again to write the run anew") from e
+
+
+def _format_version(record: Any, file: Path) -> None:
+    found = record.get("format") if isinstance(record, dict) else None
+    if found == RUN_FORMAT:
+        return
+    prefix, _, version = str(found).rpartition("-")
+    if prefix == RUN_FORMAT.rpartition("-")[0] and version.isdigit():
+        raise RunDirError(f"{file} was written by a newer faultlines (format {found}; this one reads {RUN_FORMAT}): "
+                          "upgrade faultlines to read it")
+    raise RunDirError(f"{file} is not a faultlines run record (format {found!r}, expected {RUN_FORMAT})")
+
+
 def load_run(path: str | Path) -> ScanResult:
-    """Read a run directory written by `save_run` back into a ScanResult."""
+    """Read a run directory written by `save_run` back into a ScanResult.
+
+    Raises:
+        RunDirError: `path` is not a run, was written by a newer faultlines, or one of its
+            files is missing or damaged (the message names the file).
+    """
     import pyarrow.parquet as pq
     from PIL import Image
 
     path = Path(path)
     if not (path / SCAN_FILE).is_file():
         raise RunDirError(f"{path} is not a faultlines run (it has no scan.json); give the folder a scan wrote")
-    try:
+    for name in (SAMPLES_FILE, MEMBERS_FILE, EMBEDDINGS_FILE):
+        if not (path / name).is_file():
+            raise RunDirError(f"{path / name} is missing; the run is incomplete: scan again to write it anew")
+    with _reading(path / SCAN_FILE):
         record = json.loads((path / SCAN_FILE).read_text(encoding="utf-8"))
+    _format_version(record, path / SCAN_FILE)
+    with _reading(path / SAMPLES_FILE):
         table = pq.read_table(path / SAMPLES_FILE)
-        members = pq.read_table(path / MEMBERS_FILE)
+        column = lambda name: table.column(name).to_numpy()  # noqa: E731
+        probs = table.column("probs").combine_chunks()
+        labels, preds, losses = (column(c) for c in ("label", "pred", "loss"))
+        probs = probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32)
+        texts = table.column("text").to_pylist() if "text" in table.column_names else None
+        heldout = column("heldout").astype(bool) if "heldout" in table.column_names else None
+        previews: dict[int, Any] = {}
+        if "preview_png" in table.column_names:
+            for i, png in enumerate(table.column("preview_png").to_pylist()):
+                if png is not None:
+                    previews[i] = np.asarray(Image.open(io.BytesIO(png)))
+    with _reading(path / EMBEDDINGS_FILE):
         embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, KeyError) as e:
-        raise RunDirError(f"the run in {path} is incomplete or corrupt ({e}); scan again") from e
-    if record.get("format") != RUN_FORMAT:
-        raise RunDirError(f"{path} was written in format {record.get('format')!r}, not {RUN_FORMAT}")
-    column = lambda name: table.column(name).to_numpy()  # noqa: E731
-    probs = table.column("probs").combine_chunks()
-    outputs = Outputs(
-        labels=column("label").astype(np.int64),
-        preds=column("pred").astype(np.int64),
-        probs=probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32),
-        losses=column("loss").astype(np.float32),
-        embeddings=embeddings,
-        class_names=tuple(record["class_names"]),
-        source=record["source"],
-    )
-    rows, weights = members.column("row").to_numpy(), members.column("weight").to_numpy()
-    starts = np.concatenate([[0], np.cumsum([m["size"] for m in record["modes"]])])
-    modes = [
-        FailureMode(
-            id=m["id"],
-            method=m["method"],
-            summary=m["summary"],
-            members=rows[a:b].astype(np.int64),
-            weights=weights[a:b].astype(np.float32) if m["weighted"] else None,
-            source=m["source"],
-            metrics=m["metrics"],
-            evidence=m["evidence"],
+        if embeddings.ndim != 2 or len(embeddings) != len(labels):
+            raise ValueError(f"it holds an array of shape {embeddings.shape}, not one row for each of the {len(labels)} samples")
+    with _reading(path / SCAN_FILE):
+        outputs = Outputs(
+            labels=labels.astype(np.int64),
+            preds=preds.astype(np.int64),
+            probs=probs,
+            losses=losses.astype(np.float32),
+            embeddings=embeddings,
+            class_names=tuple(str(c) for c in record["class_names"]),
+            source=str(record["source"]),
         )
-        for m, a, b in zip(record["modes"], starts[:-1], starts[1:], strict=True)
-    ]
-    previews: dict[int, Any] = {}
-    if "preview_png" in table.column_names:
-        for i, png in enumerate(table.column("preview_png").to_pylist()):
-            if png is not None:
-                previews[i] = np.asarray(Image.open(io.BytesIO(png)))
-    texts = table.column("text").to_pylist() if "text" in table.column_names else None
-    if texts is not None:
-        previews |= {i: texts[i] for m in modes for i in m.evidence.get("typical", [])}
+        sizes = [int(m["size"]) for m in record["modes"]]
+    with _reading(path / MEMBERS_FILE):
+        members = pq.read_table(path / MEMBERS_FILE)
+        rows, weights = members.column("row").to_numpy(), members.column("weight").to_numpy()
+        if len(rows) != sum(sizes):
+            raise ValueError(f"its {len(rows)} rows do not match the {sum(sizes)} members of {len(sizes)} modes in {SCAN_FILE}")
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    with _reading(path / SCAN_FILE):
+        modes = [
+            FailureMode(
+                id=str(m["id"]),
+                method=str(m["method"]),
+                summary=str(m["summary"]),
+                members=rows[a:b].astype(np.int64),
+                weights=weights[a:b].astype(np.float32) if m["weighted"] else None,
+                source=str(m["source"]),
+                metrics=dict(m["metrics"]),
+                evidence=dict(m["evidence"]),
+            )
+            for m, a, b in zip(record["modes"], starts[:-1], starts[1:], strict=True)
+        ]
+    with _reading(path / MEMBERS_FILE):
+        for mode in modes:  # members of other tables (Defuse's generated samples) index those
+            if mode.source == outputs.source and len(mode.members) and not 0 <= mode.members.min() <= mode.members.max() < outputs.n:
+                raise ValueError(f"mode {mode.id} lists rows outside the {outputs.n} samples")
+    with _reading(path / SCAN_FILE):
+        if texts is not None:
+            previews |= {int(i): texts[int(i)] for m in modes for i in m.evidence.get("typical", [])}
+        config, analyses = dict(record["config"]), dict(record.get("analyses", {}))
     tables = {}
     for f in sorted(path.glob(f"{TABLE_PREFIX}*.npz")):
-        with np.load(f, allow_pickle=False) as arrays:
+        with _reading(f), np.load(f, allow_pickle=False) as arrays:
             tables[f.stem.removeprefix(TABLE_PREFIX)] = {k: arrays[k] for k in arrays.files}
     repairs = {}
     for name, (file, _) in REPAIRS.items():
         if (path / file).is_file():
-            repairs[name] = json.loads((path / file).read_text(encoding="utf-8"))
-    heldout = column("heldout").astype(bool) if "heldout" in table.column_names else None
-    return ScanResult(outputs, modes, record["config"], previews, texts, tables, repairs, record.get("analyses", {}), heldout)
+            with _reading(path / file):
+                repairs[name] = dict(json.loads((path / file).read_text(encoding="utf-8")))
+    return ScanResult(outputs, modes, config, previews, texts, tables, repairs, analyses, heldout)
 
 
-def _run_folder(run_dir: str | Path) -> Path:
+def run_folder(run_dir: str | Path) -> Path:
+    """`run_dir` as a Path, checked to be a run folder (a RunDirError if it holds no scan.json)."""
     run_dir = Path(run_dir)
     if not (run_dir / SCAN_FILE).is_file():
         raise RunDirError(f"no run folder at {run_dir}; give the folder a scan wrote")
@@ -289,7 +346,9 @@ def _run_folder(run_dir: str | Path) -> Path:
 
 def save_labels(run_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write the region labels (`faultlines label`) into the run folder; the rest is untouched."""
-    return write_file(_run_folder(run_dir) / LABELS_FILE, json.dumps(record, indent=1))
+    run_dir = run_folder(run_dir)
+    with lock(run_dir):
+        return write_file(run_dir / LABELS_FILE, json.dumps(record, indent=1))
 
 
 def load_labels(run_dir: str | Path) -> dict[str, Any]:
@@ -305,26 +364,44 @@ def load_labels(run_dir: str | Path) -> dict[str, Any]:
 
 def save_region_grids(run_dir: str | Path, grids: Mapping[str, bytes]) -> dict[str, Path]:
     """PNG grids of region samples, one per region id, under RUN/regions/; returns their paths."""
-    folder = _run_folder(run_dir) / GRIDS_DIR
-    folder.mkdir(exist_ok=True)
-    return {region: write_file(folder / f"{region}.png", png) for region, png in grids.items()}
+    folder = run_folder(run_dir) / GRIDS_DIR
+    with lock(folder.parent):
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise disk_error(folder, e) from e
+        paths = write_files({folder / f"{region}.png": png for region, png in grids.items()})
+    return dict(zip(grids, paths, strict=True))
 
 
 def save_report(run_dir: str | Path, result: ScanResult) -> Path:
     """Render the run's report.html again (atomically)."""
     from faultlines.report import render
 
-    return write_file(_run_folder(run_dir) / REPORT_FILE, render(result))
+    run_dir = run_folder(run_dir)
+    page = render(result)
+    with lock(run_dir):
+        return write_file(run_dir / REPORT_FILE, page)
 
 
 def save_repair(run_dir: str | Path, result: ScanResult, name: str, model: bytes, table: dict[str, Any]) -> Path:
     """Store a repair (`name` in REPAIRS): the corrected model, its before/after table, and the
-    report again with the table in it. Returns the model's path."""
-    run_dir = _run_folder(run_dir)
-    table_file, model_file = REPAIRS[name]
-    path = write_file(run_dir / model_file, model)
-    write_file(run_dir / table_file, json.dumps(_jsonable(table), indent=1))
-    result.repairs[name] = json.loads(json.dumps(_jsonable(table)))
-    save_report(run_dir, result)
-    return path
+    report again with the table in it, all three or none. Returns the model's path."""
+    from faultlines.report import render
 
+    run_dir = run_folder(run_dir)
+    table_file, model_file = REPAIRS[name]
+    record = json.loads(json.dumps(_jsonable(table)))
+    before = result.repairs.get(name)
+    result.repairs[name] = record
+    try:
+        page = render(result)
+        with lock(run_dir):
+            write_files({run_dir / model_file: model, run_dir / table_file: json.dumps(record, indent=1), run_dir / REPORT_FILE: page})
+    except BaseException:
+        if before is None:
+            result.repairs.pop(name, None)
+        else:
+            result.repairs[name] = before
+        raise
+    return run_dir / model_file

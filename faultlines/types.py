@@ -22,10 +22,55 @@ def as_labels(y: Any) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"labels must be a 1-D vector of class ids, got shape {y.shape}")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError("labels must be whole class ids (0, 1, 2, ...); found other values")
+    if y.dtype.kind == "c" or (y.size and not np.issubdtype(y.dtype, np.integer)
+                               and (not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)))):
+        raise DataError("labels must be whole class ids (0, 1, 2, ...); found other values")
+    if y.size and y.dtype.kind in "uf" and float(np.abs(y).max()) >= 2.0**62:
+        raise DataError(f"labels must be class ids (0, 1, 2, ...); found {float(np.abs(y).max()):.4g}")
     return y.astype(np.int64)
+
+
+def real_array(values: Any, name: str) -> np.ndarray:
+    """`values` as a float32 array of real numbers (one row of one length per sample), or a DataError."""
+    try:
+        array = np.asarray(values)
+        if array.dtype == object or array.dtype.kind in "USV":  # ragged rows, strings, bytes
+            array = np.asarray(array.tolist(), dtype=np.float32)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{name} must be a 2-D array of numbers, one row of one length per sample ({str(e).splitlines()[0]})") from e
+    if array.dtype.kind == "c":
+        raise DataError(f"{name} must hold real numbers, not complex ones")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{name} must hold numbers, not {array.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, which the checks then name
+        return array.astype(np.float32, copy=False)
+
+
+def check_probabilities(probs: np.ndarray) -> None:
+    """Raise a DataError unless every row of `probs` is finite, in [0, 1] and sums to 1 (within 1%)."""
+    rows = nonfinite_rows(probs)
+    if len(rows):
+        raise DataError(f"probs contain NaN or infinite values in {len(rows)} rows (first: {rows[:5].tolist()}); remove or repair those samples")
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise DataError(f"probs range over [{probs.min():.4g}, {probs.max():.4g}]; give probabilities in [0, 1] (a softmax of the logits)")
+    sums = probs.sum(axis=1, dtype=np.float64)
+    off = np.flatnonzero(np.abs(sums - 1) > 0.01)
+    if len(off):
+        raise DataError(f"probs rows must sum to 1, but {len(off)} rows do not (row {off[0]} sums to {sums[off[0]]:.4g}); "
+                        "give probabilities (a softmax of the logits), not scores")
+
+
+def as_class_names(names: Any) -> tuple[str, ...] | None:
+    """`names` as a tuple of distinct strings, one per class id (None stays None), or a DataError."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or np.ndim(names) != 1:
+        raise DataError(f"class names must be a list of strings, one per class id, not {type(names).__name__} {np.shape(names)}")
+    out = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in list(names))
+    if len(set(out)) != len(out):
+        twice = sorted({n for n in out if out.count(n) > 1})[:3]
+        raise DataError(f"class names must be distinct; {twice} appear more than once")
+    return out
 
 
 def check_label_range(labels: np.ndarray, num_classes: int) -> None:
@@ -119,17 +164,17 @@ class Outputs:
         with probabilities clipped at 1e-12 so a confident mistake costs at most ~27.6.
         """
         labels = as_labels(labels)
-        probs = np.asarray(probs, dtype=np.float32)
+        probs = real_array(probs, "probs")
         if probs.ndim != 2:
             raise DataError(f"probs must be 2-D (samples, classes), got shape {probs.shape}")
         if len(labels) != len(probs):
             raise DataError(f"labels has {len(labels)} rows but probs has {len(probs)}: give one row per sample")
         check_label_range(labels, probs.shape[1])
-        names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(probs.shape[1]))
-        try:
-            embeddings = np.asarray(embeddings, dtype=np.float32)
-        except (ValueError, TypeError) as e:
-            raise DataError(f"embeddings must be a 2-D array of numbers, one row of one length per sample ({e})") from e
+        check_probabilities(probs)
+        names = as_class_names(class_names)
+        if names is None:
+            names = tuple(str(i) for i in range(probs.shape[1]))
+        embeddings = real_array(embeddings, "embeddings")
         losses = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
         return cls(
             labels=labels,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 
 import numpy as np
 import pytest
@@ -70,3 +72,70 @@ def plant_cluster(pool_outputs):
         return fl.Outputs.from_probs(labels, out.probs, out.embeddings, out.class_names), planted
 
     return plant
+
+
+#: Cases tried and held per family of the robustness tests (`count_case`); written to the file
+#: $FAULTLINES_RELIABILITY_COUNTS names at the end of the session (benchmarks/reliability.py).
+CASES: dict[str, dict[str, int]] = {}
+
+
+def count_case(family: str, tried: bool = False, held: bool = False, refused: bool = False) -> None:
+    """Count a case of `family`: tried; held (ended as promised); refused (held, by a one-line error)."""
+    counts = CASES.setdefault(family, {"tried": 0, "held": 0, "refused": 0})
+    counts["tried"] += tried
+    counts["held"] += held
+    counts["refused"] += refused
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("FAULTLINES_RELIABILITY_COUNTS")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(CASES, f, indent=1)
+
+
+def cli(*args, **kwargs):
+    """Start `python -m faultlines ARGS` in a new process (stdout and stderr piped)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "faultlines", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def interrupted(args, delay: float):
+    """Run the command, press Ctrl-C (SIGINT) after `delay` seconds; (exit code, stderr)."""
+    import signal
+    import time
+
+    process = cli(*args)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def snapshot_tree(folder):
+    """Every file under `folder` (hidden ones too) by relative path, with a hash of its bytes."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_interrupt_kept_promise(code: int, err: str, family: str) -> bool:
+    """Ctrl-C's promise: exit 130 with the one line, or (pressed after the end) exit 0; never a traceback.
+    Returns whether the command was interrupted."""
+    from faultlines.errors import INTERRUPTED
+
+    import signal
+
+    count_case(family, tried=True)
+    assert "Traceback" not in err, err
+    # pressed while Python was already shutting down, the command done: Python's own default
+    # (death by SIGINT, which a shell shows as exit status 130 too), with nothing printed
+    finished_exiting = code == -signal.SIGINT and err == ""
+    assert (code == 130 and err == INTERRUPTED) or code == 0 or finished_exiting, (code, err)
+    count_case(family, held=True, refused=code == 130)
+    return code == 130

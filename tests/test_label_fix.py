@@ -126,3 +126,21 @@ def test_fix_needs_labels_first(tmp_path, model_file):
     assert run("scan", "--model", model_file, "--data", "digits", "--out", tmp_path / "r", "-q").exit_code == 0
     result = run("fix", tmp_path / "r")
     assert result.exit_code == 2 and "faultlines label" in result.stderr
+
+
+@pytest.mark.parametrize("delay", [1.0, 3.0, 6.0])
+def test_ctrl_c_during_label_or_fix_changes_nothing(defuse_run, tmp_path, delay):
+    """A real Ctrl-C (SIGINT to the command's process) while labelling or fine-tuning: one line,
+    exit 130, and the run folder byte for byte as it was (or, pressed after the end, complete)."""
+    from conftest import assert_interrupt_kept_promise, interrupted, snapshot_tree
+
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(defuse_run, run_dir)
+    for args in (["label", run_dir, "--auto", "--agreement", "0.5", "-q"], ["fix", run_dir, "--lambdas", "1", "--epochs", "40", "-q"]):
+        before = snapshot_tree(run_dir)
+        code, err = interrupted(args, delay)
+        if assert_interrupt_kept_promise(code, err, "ctrl-c"):
+            assert snapshot_tree(run_dir) == before
+        fl.load_run(run_dir)

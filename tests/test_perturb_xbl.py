@@ -244,3 +244,19 @@ def test_fix_xbl_needs_flagged_regions_or_a_mask(tmp_path, model_file):
     assert run("scan", "--model", model_file, "--data", "digits", "--finders", "perturb", "--out", tmp_path / "p", "-q").exit_code == 0
     result = run("fix", tmp_path / "p", "--xbl")
     assert result.exit_code == 2 and "flagged no region" in result.stderr
+
+
+@pytest.mark.parametrize("delay", [1.5, 6.0])
+def test_ctrl_c_during_an_xbl_fix_changes_nothing(decoy_run, tmp_path, delay):
+    from conftest import assert_interrupt_kept_promise, interrupted, snapshot_tree
+
+    import shutil
+
+    folder, out = decoy_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir)
+    before = snapshot_tree(run_dir)
+    code, err = interrupted(["fix", run_dir, "--xbl", "--train", folder / "train.npz", "--val", folder / "val.npz",
+                             "--lambdas", "1", "--epochs", "40", "-q"], delay)
+    if assert_interrupt_kept_promise(code, err, "ctrl-c"):
+        assert snapshot_tree(run_dir) == before

@@ -50,8 +50,9 @@ def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, gr
     Returns:
         ArraySource with x of shape (N, C, H, W), float32 in [0, 1].
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    hw = _image_size(size)
     root = _existing(path)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder: an image folder holds one sub-folder per class")
@@ -60,21 +61,13 @@ def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, gr
         (f, label)
         for label, c in enumerate(classes)
         for f in sorted((root / c).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
+        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
     ]
     if not files:
         raise DataError(f"no images found under {root}: expected {root}/<class>/<image>.png (or .jpg)")
-    images = []
-    for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"cannot read image {f} ({e}); remove or replace it") from e
+    images = [_read_image(f) for f, _ in files]
     if grayscale is None:
-        grayscale = all(im.mode in ("L", "1", "I", "I;16", "F") for im in images)
-    hw = (size, size) if isinstance(size, int) else size
+        grayscale = all(im.mode in ("L", "1", "I", "I;16", "F", "LA") for im in images)
     if hw is None:
         hw = (images[0].height, images[0].width)
         odd = next(((f, im) for (f, _), im in zip(files, images) if (im.height, im.width) != hw), None)
@@ -84,13 +77,53 @@ def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, gr
                 "pass size=(height, width) to resize all images"
             )
     arrays = []
-    for im in images:
-        im = im.convert("L" if grayscale else "RGB")
-        if (im.height, im.width) != hw:
-            im = im.resize((hw[1], hw[0]), Image.BILINEAR)
+    for (f, _), im in zip(files, images):
+        try:
+            im = _as_8bit(im).convert("L" if grayscale else "RGB")
+            if (im.height, im.width) != hw:
+                im = im.resize((hw[1], hw[0]), Image.BILINEAR)
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot convert image {f} (mode {im.mode}) to {'grayscale' if grayscale else 'RGB'} ({e}); convert it to PNG") from e
         a = np.asarray(im, dtype=np.float32) / 255.0
         arrays.append(a[None] if grayscale else np.moveaxis(a, -1, 0))
     return ArraySource(np.stack(arrays), np.array([label for _, label in files]), classes, name=root.name)
+
+
+def _image_size(size) -> tuple[int, int] | None:
+    """`size` as (height, width) of positive whole numbers, or None; a DataError otherwise."""
+    if size is None:
+        return None
+    hw = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+    if (not isinstance(hw, (tuple, list)) or len(hw) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in hw)):
+        raise DataError(f"size must be a positive whole number or (height, width) of them, not {size!r}")
+    return int(hw[0]), int(hw[1])
+
+
+def _read_image(f: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(f) as im:
+            im.load()
+            return im.copy()
+    except Exception as e:  # Pillow raises many types for a corrupt or unsupported file (OSError, SyntaxError, ...)
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot read image {f} ({detail}); remove or replace it") from e
+
+
+def _as_8bit(im):
+    """16-bit, 32-bit integer and float images scaled to 8 bits (Pillow's convert would clip them)."""
+    from PIL import Image
+
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise DataError("an image holds NaN or infinite pixel values")
+    peak = float(a.max()) if a.size else 0.0
+    top = 255.0 if peak <= 255 and not im.mode.startswith("I;16") else 65535.0 if peak <= 65535 else peak
+    return Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8), "L")
 
 
 def load_embedding_table(path: str | Path) -> EmbeddingTable:
@@ -131,7 +164,7 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
     mapped = p.is_dir() and arrays["embeddings"].dtype == np.float32
     return EmbeddingTable(
         arrays["embeddings"], arrays["labels"], arrays["probs"],
-        None if names is None else tuple(names.tolist()), texts, name=p.name,
+        names, texts, name=p.name,
         embeddings_file=str((p / "embeddings.npy").resolve()) if mapped else None,
     )
 

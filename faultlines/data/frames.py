@@ -65,7 +65,7 @@ def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str 
         raise DataError(f"the DataFrame has no column {missing}; its columns are {list(map(str, frame.columns))}")
     texts = frame[text].astype(str).tolist() if text else None
     return EmbeddingTable(_vectors(frame, embedding, "embedding"), frame[label].to_numpy(), _vectors(frame, probs, "probs"),
-                          tuple(class_names) if class_names is not None else None, texts, name=name)
+                          class_names, texts, name=name)
 
 
 def from_hf(dataset, image: str | None = "image", label: str = "label", text: str | None = None,

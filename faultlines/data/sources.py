@@ -11,7 +11,7 @@ import torch
 
 from faultlines.errors import DataError
 from faultlines.images import to_image_uint8
-from faultlines.types import Outputs, Preview, as_labels
+from faultlines.types import Outputs, Preview, as_class_names, as_labels
 
 
 class Source:
@@ -74,23 +74,26 @@ class ArraySource(Source):
     ) -> None:
         x = np.asarray(x)
         y = as_labels(y)
+        if x.ndim == 0:
+            raise DataError(f"x must hold one row per sample, (N, ...), not a single value of shape {x.shape}")
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} rows but y has {len(y)}: give one label per sample")
         if len(x) == 0:
             raise DataError(f"the data set '{name}' is empty: give at least one sample")
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"x must be numeric, got dtype {x.dtype}")
-        x = x.astype(np.float32, copy=False)
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DataError(f"x must hold real numbers, got dtype {x.dtype}")
+        with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused next
+            x = x.astype(np.float32, copy=False)
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
             raise DataError(
-                f"x contains NaN or infinite values in {int(bad.sum())} samples "
+                f"x contains NaN, infinite or too large (beyond float32) values in {int(bad.sum())} samples "
                 f"(first: {np.flatnonzero(bad)[:5].tolist()}); remove or repair them"
             )
         if texts is not None and len(texts) != len(x):
             raise DataError(f"texts has {len(texts)} entries but x has {len(x)} rows")
         self.x, self.y, self.name = x, y, name
-        self.class_names = tuple(class_names) if class_names is not None else None
+        self.class_names = as_class_names(class_names)
         self.texts = list(texts) if texts is not None else None
 
     def __len__(self) -> int:
@@ -140,7 +143,7 @@ class TorchSource(Source):
             raise DataError(f"the data set '{name}' is empty: give at least one sample")
         self.dataset, self.name = dataset, name
         names = class_names if class_names is not None else getattr(dataset, "classes", None)
-        self.class_names = tuple(names) if names is not None else None
+        self.class_names = as_class_names(names)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -189,6 +192,12 @@ class EmbeddingTable:
     embeddings_file: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("embeddings", "labels", "probs"):
+            if np.ndim(getattr(self, name)) == 0:
+                raise DataError(f"{name} must hold one row per sample, not a single value")
+        self.class_names = as_class_names(self.class_names)
+        if self.texts is not None and (isinstance(self.texts, (str, bytes)) or np.ndim(self.texts) != 1):
+            raise DataError("texts must be a list of strings, one per sample")
         n = len(self.labels)
         if not (len(self.embeddings) == len(self.probs) == n):
             raise DataError(

@@ -50,7 +50,7 @@ from faultlines.data.sources import ArraySource
 from faultlines.detect.analysis import analyse
 from faultlines.detect.base import Detector
 from faultlines.errors import DataError, SettingsError
-from faultlines.find.base import Finder, Interval, OneOf, input_shape
+from faultlines.find.base import SEED, Finder, Interval, OneOf, input_shape
 from faultlines.train import fit as train_fit
 from faultlines.types import FailureMode, Outputs
 
@@ -97,7 +97,7 @@ class FeatureDensity(Detector, Finder):
         "n_components": Interval(1, None, integer=True),
         "val_fraction": Interval(0, 1, open_low=True, open_high=True),
         "fpr": Interval(0, 1, open_low=True, open_high=True),
-        "seed": Interval(0, None, integer=True),
+        "seed": SEED,
     }
 
     model: str = "flow"
@@ -120,7 +120,8 @@ class FeatureDensity(Detector, Finder):
     def _check(self) -> None:
         if self.conditional and self.model != "flow":
             raise SettingsError("FeatureDensity: conditional=True needs model='flow'")
-        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+        if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
+                or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden)):
             raise SettingsError(f"FeatureDensity: hidden must be one or more layer sizes of at least 1, not {self.hidden!r}")
 
     def requirements(self) -> tuple[str, ...]:

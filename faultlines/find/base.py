@@ -31,6 +31,7 @@ of its modes over to the rows it did not see, where the mode's error rate is tes
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections import Counter
 from dataclasses import dataclass
@@ -89,13 +90,20 @@ class Interval:
             return self.none
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return False
-        if self.integer and not float(value).is_integer():
+        if self.integer and not isinstance(value, numbers.Integral):  # 3.0 is not a count (numpy would refuse it as a seed)
             return False
-        if not np.isfinite(value):
-            return False
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an int beyond a float's range: finite
+            pass
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             return False
         return not (self.high is not None and (value > self.high or (self.open_high and value == self.high)))
+
+
+#: A seed: what numpy, torch and scikit-learn all take (scikit-learn's random_state is below 2**32).
+SEED = Interval(0, 2**32 - 1, integer=True, hint="a seed")
 
 
 @dataclass(frozen=True)

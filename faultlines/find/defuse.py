@@ -33,7 +33,7 @@ from sklearn.mixture import BayesianGaussianMixture
 
 from faultlines.data.sources import Source
 from faultlines.errors import DataError
-from faultlines.find.base import Finder, Interval, IsA
+from faultlines.find.base import SEED, Finder, Interval, IsA
 from faultlines.generative.vae import VAE
 from faultlines.model import Classifier
 from faultlines.progress import track
@@ -89,7 +89,7 @@ class Defuse(Finder):
         "min_consistency": Interval(0, 1),
         "n_typical": Interval(0, None, integer=True),
         "batch_size": Interval(1, None, integer=True),
-        "seed": Interval(0, None, integer=True),
+        "seed": SEED,
     }
 
     vae: VAE | None = None

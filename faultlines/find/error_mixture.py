@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from faultlines.arrays import fit_space, row_chunks, to_space
-from faultlines.find.base import Finder, Interval
+from faultlines.find.base import SEED, Finder, Interval
 from faultlines.progress import track
 from faultlines.types import FailureMode, Outputs
 
@@ -68,7 +68,7 @@ class ErrorMixture(Finder):
         "reg_covar": Interval(0, None, open_low=True),
         "min_size": Interval(1, None, integer=True, none=True),
         "n_typical": Interval(0, None, integer=True),
-        "seed": Interval(0, None, integer=True),
+        "seed": SEED,
         "fit_rows": Interval(1, None, integer=True),
     }
 

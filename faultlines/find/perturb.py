@@ -42,7 +42,7 @@ from scipy import ndimage
 
 from faultlines.data.sources import Source
 from faultlines.errors import DataError, SettingsError
-from faultlines.find.base import Finder, Interval, IsA, OneOf
+from faultlines.find.base import SEED, Finder, Interval, IsA, OneOf
 from faultlines.model import Classifier
 from faultlines.types import FailureMode, Outputs, check_mask
 
@@ -105,7 +105,7 @@ class PerturbationProbe(Finder):
         "max_regions": Interval(1, None, integer=True),
         "object_mask": IsA(np.ndarray, none=True),
         "batch_size": Interval(1, None, integer=True),
-        "seed": Interval(0, None, integer=True),
+        "seed": SEED,
     }
 
     patch: int = 3

@@ -43,11 +43,10 @@ import torch
 
 from faultlines.arrays import fit_space, row_chunks, to_space
 from faultlines.errors import DataError
-from faultlines.find.base import Finder, Interval, OneOf
+from faultlines.find.base import SEED, Finder, Interval, OneOf
 from faultlines.progress import track
 from faultlines.significance import enrichment_p
 from faultlines.types import FailureMode, Outputs
-
 
 #: How many of the highest-loss rows are considered as the centres of neighbourhoods a search
 #: may start from. Among rows the model gets wrong, losses say little about where a failure
@@ -127,7 +126,7 @@ class Spotlight(Finder):
         "lr": Interval(0, None, open_low=True),
         "barrier_scale": Interval(0, None, open_low=True),
         "n_typical": Interval(0, None, integer=True),
-        "seed": Interval(0, None, integer=True),
+        "seed": SEED,
         "search_rows": Interval(1, None, integer=True, none=True),
         "grow": OneOf((True, False)),
         "max_overlap": Interval(0, 1),

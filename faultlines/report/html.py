@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from faultlines.atomic import write_file
+from faultlines.atomic import disk_error, write_file
 from faultlines.images import to_image_uint8
 from faultlines.report import figures, sections
 from faultlines.significance import ranked, significant
@@ -118,5 +118,9 @@ def render(result: ScanResult) -> str:
 def report(result: ScanResult, path: str | Path) -> Path:
     """Write the report for `result` to `path` (atomically) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_file(path, render(result))
+    page = render(result)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_error(path, e) from e
+    return write_file(path, page)
