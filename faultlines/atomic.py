@@ -60,16 +60,23 @@ def _umask() -> int:
 
 def make_temporary(path: Path, kind: str, folder: bool = False) -> Path:
     """A new temporary file or folder beside `path` (named as `temporary_prefix` says), with
-    the permissions of an ordinary one (mkstemp and mkdtemp make them private)."""
+    the permissions of an ordinary one (mkstemp and mkdtemp make them private).
+
+    Raises:
+        RunDirError: it cannot be made there (no permission, no space).
+    """
     prefix = temporary_prefix(path, kind)
-    if folder:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-        tmp.chmod(0o777 & ~_umask())
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        tmp.chmod(0o666 & ~_umask())
+    try:
+        if folder:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+            tmp.chmod(0o777 & ~_umask())
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+            tmp.chmod(0o666 & ~_umask())
+    except OSError as e:
+        raise disk_error(path, e) from e
     return tmp
 
 
@@ -86,9 +93,9 @@ def write_files(contents: Mapping[str | Path, bytes | str]) -> list[Path]:
         for path, content in contents.items():
             path = Path(path)
             data = content.encode("utf-8") if isinstance(content, str) else content
+            tmp = make_temporary(path, "tmp")
+            staged.append((tmp, path))
             try:
-                tmp = make_temporary(path, "tmp")
-                staged.append((tmp, path))
                 tmp.write_bytes(data)
             except OSError as e:
                 raise disk_error(path, e) from e

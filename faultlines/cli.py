@@ -18,15 +18,8 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from faultlines.atomic import lock
-from faultlines.errors import (
-    INTERRUPTED,
-    DataError,
-    FaultlinesError,
-    ModelError,
-    RunDirError,
-    SettingsError,
-)
+from faultlines.atomic import lock, make_temporary
+from faultlines.errors import INTERRUPTED, DataError, FaultlinesError, ModelError, RunDirError, SettingsError
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -103,17 +96,6 @@ def _status(message: str, quiet: bool) -> None:
 def _page_size(path: Path) -> str:
     """The report's path and size, as the command prints it."""
     return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
-
-
-def _spill_dir(out: Path) -> Path:
-    """A new hidden folder beside the run folder `out`, on its file system (so the run can link
-    what is written there); a killed run's is removed by the next at `out` (`atomic.remove_leftovers`)."""
-    from faultlines.atomic import disk_error, make_temporary
-
-    try:
-        return make_temporary(out, "probe", folder=True)
-    except OSError as e:
-        raise disk_error(out, e) from e
 
 
 def _writable_run_dir(out: Path) -> None:
@@ -272,9 +254,10 @@ def scan_command(
             if isinstance(source, EmbeddingTable):
                 raise SettingsError("--object-mask is for image data; an embedding table has no images")
             probe_finder.set_params(object_mask=load_mask(object_mask, tuple(source.sample_shape()[-2:])))
-        # the probed embeddings stream to a file beside the run (the run folder links it), which is
-        # removed however the command ends: an interrupted scan leaves nothing behind
-        spill = None if clf is None or isinstance(source, EmbeddingTable) else Path(_spill_dir(out))
+        # the probed embeddings stream to a folder beside the run, on its file system (the run
+        # folder links the file), removed however the command ends; a killed scan's is removed
+        # by the next writer at `out` (`atomic.remove_leftovers`)
+        spill = None if clf is None or isinstance(source, EmbeddingTable) else make_temporary(out, "probe", folder=True)
         try:
             result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
                           strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,

@@ -9,6 +9,13 @@ one line of stderr and exits with code 2; the Python API lets the exception prop
 INTERRUPTED = "interrupted: stopped before finishing; nothing was left half-written\n"
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of another library's error message (at most 200 characters), or its type's
+    name when it has none: what a one-line message quotes of it."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 class FaultlinesError(Exception):
     """Base class: a problem with what the caller gave faultlines, not a bug in it."""
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faultlines.errors import LayerNotFoundError, ModelError, SettingsError
+from faultlines.errors import LayerNotFoundError, ModelError, SettingsError, first_line
 from faultlines.types import as_class_names
 
 #: Marks a file written by `save_checkpoint`, so `Classifier.load` can rebuild the module.
@@ -264,7 +264,7 @@ def load_module(
     try:
         names = zipfile.ZipFile(p).namelist() if zipfile.is_zipfile(p) else []
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ModelError(f"cannot read {p}: a damaged zip archive ({_first_line(e)}); save or copy the model again") from e
+        raise ModelError(f"cannot read {p}: a damaged zip archive ({first_line(e)}); save or copy the model again") from e
     if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
         try:
             # unflatten restores the module hierarchy, so forward hooks reach named layers
@@ -272,12 +272,12 @@ def load_module(
                 warnings.simplefilter("ignore", FutureWarning)
                 return torch.export.unflatten(torch.export.load(p)), None
         except Exception as e:  # torch.export raises many types for a bad archive
-            raise ModelError(f"cannot load the exported program {p} ({_first_line(e)})") from e
+            raise ModelError(f"cannot load the exported program {p} ({first_line(e)})") from e
     if any("/code/" in n for n in names):
         try:
             return torch.jit.load(str(p), map_location="cpu"), None
         except Exception as e:  # a damaged TorchScript archive fails in the loader or in the code it holds
-            raise ModelError(f"cannot load the TorchScript file {p} ({_first_line(e)})") from e
+            raise ModelError(f"cannot load the TorchScript file {p} ({first_line(e)})") from e
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -291,9 +291,9 @@ def load_module(
                 warnings.simplefilter("ignore")
                 obj = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as e:  # the file's own code may raise anything
-            raise ModelError(f"cannot unpickle {p} ({_first_line(e)})") from e
+            raise ModelError(f"cannot unpickle {p} ({first_line(e)})") from e
     except Exception as e:  # a damaged file: torch.load raises RuntimeError, EOFError, KeyError, ...
-        raise ModelError(f"cannot read {p} as a torch model file ({_first_line(e)})") from e
+        raise ModelError(f"cannot read {p} as a torch model file ({first_line(e)})") from e
     if isinstance(obj, nn.Module):
         return obj, None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
@@ -322,15 +322,10 @@ def _build(factory: Callable[..., nn.Module], name: Any, kwargs: dict[str, Any])
     try:
         module = factory(**kwargs)
     except Exception as e:  # the factory is the user's code (or the checkpoint's recorded arguments are off)
-        raise ModelError(f"the factory {getattr(factory, '__name__', name)} failed to build the model ({_first_line(e)})") from e
+        raise ModelError(f"the factory {getattr(factory, '__name__', name)} failed to build the model ({first_line(e)})") from e
     if not isinstance(module, nn.Module):
         raise ModelError(f"the factory {getattr(factory, '__name__', name)} returned a {type(module).__name__}, not a torch nn.Module")
     return module
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 @contextlib.contextmanager
@@ -348,4 +343,4 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -
     try:
         module.load_state_dict(state)
     except Exception as e:  # RuntimeError for mismatched weights; others for a damaged state dict
-        raise ModelError(f"the weights in {path} do not fit the model the factory builds ({_first_line(e)})") from e
+        raise ModelError(f"the weights in {path} do not fit the model the factory builds ({first_line(e)})") from e

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
-from faultlines.errors import DataError, ModelError, SettingsError
+from faultlines.errors import DataError, ModelError, SettingsError, first_line
 from faultlines.model import Classifier
 from faultlines.progress import track
 from faultlines.types import Outputs, check_label_range
@@ -67,8 +67,7 @@ def probe(
                 logits, emb = clf.forward(x)
         except (RuntimeError, ValueError, TypeError) as e:
             if i == 0 and not isinstance(e, ModelError):
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ModelError(f"the model cannot take inputs of shape {tuple(x.shape)}: {first}") from e
+                raise ModelError(f"the model cannot take inputs of shape {tuple(x.shape)}: {first_line(e)}") from e
             raise
         rows = slice(gathered.filled, gathered.filled + len(y))
         if rows.stop > n:

@@ -34,15 +34,8 @@ from typing import Any
 import numpy as np
 
 from faultlines.arrays import row_chunks
-from faultlines.atomic import (
-    deferred_interrupt,
-    disk_error,
-    lock,
-    make_temporary,
-    write_file,
-    write_files,
-)
-from faultlines.errors import RunDirError, SettingsError
+from faultlines.atomic import deferred_interrupt, disk_error, lock, make_temporary, write_file, write_files
+from faultlines.errors import RunDirError, SettingsError, first_line
 from faultlines.images import png_bytes
 from faultlines.types import FailureMode, Outputs, ScanResult
 
@@ -150,10 +143,7 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
     if embeddings_dtype not in EMBEDDING_DTYPES:
         raise SettingsError(f"embeddings_dtype must be one of {', '.join(EMBEDDING_DTYPES)}, not {embeddings_dtype!r}")
     with lock(path):
-        try:
-            tmp = make_temporary(path, "tmp", folder=True)
-        except OSError as e:
-            raise disk_error(path, e) from e
+        tmp = make_temporary(path, "tmp", folder=True)
         try:
             record = {
                 "format": RUN_FORMAT,
@@ -234,8 +224,7 @@ def _reading(file: Path) -> Iterator[None]:
     except RunDirError:
         raise
     except Exception as e:  # a damaged file fails in as many ways as its readers have errors
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunDirError(f"{file} is damaged or incomplete ({detail[:200]}); scan again to write the run anew") from e
+        raise RunDirError(f"{file} is damaged or incomplete ({first_line(e)}); scan again to write the run anew") from e
 
 
 def _format_version(record: Any, file: Path) -> None:

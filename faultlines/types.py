@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from faultlines.arrays import nonfinite_rows
-from faultlines.errors import DataError
+from faultlines.errors import DataError, first_line
 
 #: What the report shows for one sample: an image (H, W) or (H, W, 3) as uint8, or a text.
 Preview = np.ndarray | str
@@ -37,7 +37,7 @@ def real_array(values: Any, name: str) -> np.ndarray:
         if array.dtype == object or array.dtype.kind in "USV":  # ragged rows, strings, bytes
             array = np.asarray(array.tolist(), dtype=np.float32)
     except (ValueError, TypeError) as e:
-        raise DataError(f"{name} must be a 2-D array of numbers, one row of one length per sample ({str(e).splitlines()[0]})") from e
+        raise DataError(f"{name} must be a 2-D array of numbers, one row of one length per sample ({first_line(e)})") from e
     if array.dtype.kind == "c":
         raise DataError(f"{name} must hold real numbers, not complex ones")
     if array.dtype.kind not in "biuf":

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from faultlines.data.sources import ArraySource, EmbeddingTable
-from faultlines.errors import DataError
+from faultlines.errors import DataError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
@@ -108,8 +108,7 @@ def _read_image(f: Path):
             im.load()
             return im.copy()
     except Exception as e:  # Pillow raises many types for a corrupt or unsupported file (OSError, SyntaxError, ...)
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"cannot read image {f} ({detail}); remove or replace it") from e
+        raise DataError(f"cannot read image {f} ({first_line(e)}); remove or replace it") from e
 
 
 def _as_8bit(im):
