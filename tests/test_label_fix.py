@@ -138,9 +138,14 @@ def test_ctrl_c_during_label_or_fix_changes_nothing(defuse_run, tmp_path, delay)
 
     run_dir = tmp_path / "run"
     shutil.copytree(defuse_run, run_dir)
-    for args in (["label", run_dir, "--auto", "--agreement", "0.5", "-q"], ["fix", run_dir, "--lambdas", "1", "--epochs", "40", "-q"]):
+    label = ["label", run_dir, "--auto", "--agreement", "0.5", "-q"]
+    # label --auto is over in well under a second: it is pressed at a fifth of the delay; fix
+    # needs the labels, so they are written (uninterrupted) before fix is interrupted
+    for args, after, then in ((label, delay / 5, lambda: run(*label)),
+                              (["fix", run_dir, "--lambdas", "1", "--epochs", "40", "-q"], delay, lambda: None)):
         before = snapshot_tree(run_dir)
-        code, err = interrupted(args, delay)
+        code, err = interrupted(args, after)
         if assert_interrupt_kept_promise(code, err, "ctrl-c"):
             assert snapshot_tree(run_dir) == before
         fl.load_run(run_dir)
+        then()
