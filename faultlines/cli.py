@@ -104,17 +104,19 @@ def _writable_run_dir(out: Path) -> None:
 
 
 def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, show_all: bool = False,
-          embeddings_dtype: str = "float32") -> None:
+          embeddings_dtype: str = "float32", quiet: bool = False) -> None:
     """Write the run folder (with the model and the VAE Defuse searched) and print what was found:
     the significant modes first (by q-value), each with its measurement; the others marked, and
     their summaries only with `show_all`."""
     from faultlines.model import checkpoint_bytes
+    from faultlines.progress import stage
     from faultlines.significance import ranked, significant
     from faultlines.store import save_run
 
     defuse = _named(finders, "defuse")
     vae = checkpoint_bytes(defuse.vae_) if defuse is not None and hasattr(defuse, "vae_") else None
-    save_run(result, out, model=model, vae=vae, embeddings_dtype=embeddings_dtype)
+    with stage("writing the run folder and report", quiet):
+        save_run(result, out, model=model, vae=vae, embeddings_dtype=embeddings_dtype)
     o = result.outputs
     confirm = result.config.get("confirm", {})
     order = ranked(result.modes)
@@ -163,20 +165,23 @@ def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float
     from faultlines.generative import VAE
     from faultlines.model import Classifier, checkpoint_bytes
     from faultlines.scan import scan
+    from faultlines.progress import stage
     from faultlines.train import train_small_cnn
 
     splits = digits(seed=seed)
     _status(f"training SmallCNN on {len(splits.train)} digits (16x16), validating on {len(splits.val)}", quiet)
-    model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
+    with stage("training the model", quiet):
+        model = train_small_cnn(splits.train, splits.val, seed=seed, quiet=quiet)
     clf = Classifier(model, class_names=CLASS_NAMES)
     defuse = _named(found, "defuse")
     if defuse is not None:  # the VAE learns the training digits, as the paper's does
         _status(f"training a VAE on {len(splits.train)} digits ({defuse.vae_epochs} epochs)", quiet)
-        defuse.set_params(vae=VAE().fit(splits.train, epochs=defuse.vae_epochs, seed=seed, quiet=quiet))
+        with stage("training the VAE", quiet):
+            defuse.set_params(vae=VAE().fit(splits.train, epochs=defuse.vae_epochs, seed=seed, quiet=quiet))
     _status(f"scanning {len(splits.test)} test digits with {', '.join(f.name for f in found)}", quiet)
     result = scan(clf, splits, found, strict=spec != "all", confirm=confirm, alpha=alpha, quiet=quiet, seed=seed)
     result.config["data"] |= {"spec": "digits"}
-    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES), show_all)
+    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES), show_all, quiet=quiet)
 
 
 @app.command("scan")
@@ -204,6 +209,13 @@ def scan_command(
     engine: Annotated[str, typer.Option(help="Where the probe runs: local, or ray (Ray Data batch inference; pip install 'faultlines[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster to join (e.g. auto, ray://host:10001); default: a local Ray instance.")] = None,
     embeddings_dtype: Annotated[str, typer.Option(help="How the run folder stores the embeddings: float32 (linked to yours where it can) or float16 (half the bytes).")] = "float32",
+    preprocess: Annotated[str | None, typer.Option(help="What the model expects done to its inputs: a preset (imagenet, cifar10, mnist, symmetric) and/or mean=M1,M2,M3 std=S1,S2,S3 resize=H,W (an image folder is read at that size).")] = None,
+    check_inputs: Annotated[bool, typer.Option("--check-inputs/--no-check-inputs", help="Warn when the model does much better on the first inputs rescaled (they may be scaled differently from training).")] = True,
+    label_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of labels (class ids, or class names of any type).")] = "label",
+    embedding_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of embeddings (lists of numbers).")] = "embedding",
+    probs_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of predicted probabilities (lists of numbers).")] = "probs",
+    text_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of texts, if any. Every other column is kept as metadata.")] = "text",
+    class_names: Annotated[str | None, typer.Option(help="Comma-separated class names, one per class id (for a table: in the order of its probabilities).")] = None,
     confirm: Confirm = None,
     alpha: Alpha = 0.05,
     show_all: ShowAll = False,
@@ -215,10 +227,18 @@ def scan_command(
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
     from faultlines.model import Classifier, load_module, resolve_device
+    from faultlines.preprocess import Preprocess
     from faultlines.scan import ENGINES, scan
     from faultlines.store import EMBEDDING_DTYPES
 
     _writable_run_dir(out)
+    steps = Preprocess.parse(preprocess) if preprocess is not None else None
+    if steps is not None and model is None:
+        raise SettingsError("--preprocess is for the model's inputs; an embedding table needs no model")
+    columns = {k: v for k, v, default in (("label", label_col, "label"), ("embedding", embedding_col, "embedding"),
+                                          ("probs", probs_col, "probs"), ("text", text_col, "text")) if v != default}
+    names = [n.strip() for n in class_names.split(",")] if class_names is not None else None
+    read = lambda spec: load(spec, columns=columns, class_names=names, size=steps.resize if steps else None)  # noqa: E731
     spec = _finder_spec(finders, density)
     found = _finders(spec, seed, quiet, size, spotlights, vae_epochs)
     if engine not in ENGINES:
@@ -235,8 +255,11 @@ def scan_command(
     if amp and device.type != "cuda":
         raise SettingsError(f"--amp (mixed precision) is for a CUDA device; the model would run on {device.type}")
     with lock(out):  # one writer per run folder, from loading the model to the last file
-        clf = Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer, device=device) if model is not None else None
-        source = load(data)
+        clf = (Classifier.load(model, factory=factory, trust_pickle=trust_pickle, layer=layer, device=device, preprocess=steps)
+               if model is not None else None)
+        if clf is not None and names is not None:
+            clf.class_names = None  # the names given on the command line win over the model file's
+        source = read(data)
         if clf is None and not isinstance(source, EmbeddingTable):
             raise ModelError(f"{data} holds inputs, not embeddings: give the model that classifies them with --model")
         train = train or ("digits:train" if data == "digits" else None)
@@ -259,14 +282,15 @@ def scan_command(
         # by the next writer at `out` (`atomic.remove_leftovers`)
         spill = None if clf is None or isinstance(source, EmbeddingTable) else make_temporary(out, "probe", folder=True)
         try:
-            result = scan(clf, source, found, train=load(train) if train else None, val=load(val) if val else None,
-                          strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,
+            result = scan(clf, source, found, train=read(train) if train else None, val=read(val) if val else None,
+                          strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers, check_inputs=check_inputs,
                           amp=amp, engine=engine, ray_address=ray_address,
                           embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
             result.config["data"] |= {"spec": data, "train": train, "val": val}
+            result.config["data"] |= {"columns": columns, "class_names": names}
             if result.config["model"] is not None:
                 result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
-            _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype)
+            _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype, quiet)
         finally:
             if spill is not None:
                 shutil.rmtree(spill, ignore_errors=True)
@@ -339,15 +363,20 @@ def _fix_data(result: ScanResult, train: str | None, val: str | None):
     from faultlines.data.digits import digits
     from faultlines.data.files import load
 
+    from faultlines.preprocess import Preprocess
+
     recorded = result.config.get("data", {})
     spec = recorded.get("spec")
+    steps = (result.config.get("model") or {}).get("preprocess")
+    resize = Preprocess.parse(steps).resize if steps else None
+    read = lambda path: load(path, columns=recorded.get("columns") or None, class_names=recorded.get("class_names"), size=resize)  # noqa: E731
     if spec == "digits" and not recorded.get("train"):  # the demo: the digits split by the run's seed
         splits = digits(seed=result.config.get("seed", 0))
-        return (load(train) if train else splits.train), (load(val) if val else splits.val), splits.test
+        return (read(train) if train else splits.train), (read(val) if val else splits.val), splits.test
     train, val = train or recorded.get("train"), val or recorded.get("val")
     if train is None or val is None or spec is None:
         raise SettingsError("give the model's training and validation data: --train PATH --val PATH")
-    return load(train), load(val), load(spec)
+    return read(train), read(val), read(spec)
 
 
 def _weights(lambdas: str) -> tuple[float, ...]:
@@ -373,6 +402,7 @@ def fix(
     """Correct the run's model: fine-tune on its labelled Defuse regions, or with --xbl unlearn its flagged image regions; write the model and a before/after table."""
     from faultlines import store
     from faultlines.model import checkpoint_bytes, load_module
+    from faultlines.preprocess import Preprocess, Preprocessed
 
     with lock(store.run_folder(run_dir)):  # no scan may replace the run while its model is corrected
         result = store.load_run(run_dir)
@@ -383,8 +413,15 @@ def fix(
         # unset settings are left to the repair's own defaults
         settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
         fixing = _fix_xbl if xbl else _fix_defuse
-        module, _ = load_module(run_dir / store.MODEL_FILE, factory=(result.config.get("model") or {}).get("factory"))
+        recorded = result.config.get("model") or {}
+        module, _ = load_module(run_dir / store.MODEL_FILE, factory=recorded.get("factory"))
+        if str(recorded.get("preprocess")).startswith("callable"):
+            raise RunDirError(f"{run_dir}'s model was scanned with a preprocessing function, which a run folder cannot keep; "
+                              "scan with --preprocess (a spec) to correct it here, or retrain it in Python")
+        if recorded.get("preprocess"):  # retrained as it was scanned: on preprocessed inputs
+            module = Preprocessed(Preprocess.parse(recorded["preprocess"]), module)
         name, fixed, table = fixing(run_dir, result, module, mask, train, val, settings, seed, quiet)
+        fixed = fixed.module if isinstance(fixed, Preprocessed) else fixed
         path = store.save_repair(run_dir, result, name, checkpoint_bytes(fixed, result.outputs.class_names), table)
         typer.echo(f"model: {path}")
 
@@ -483,6 +520,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"^(?!faultlines)")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"^(?!faultlines)")
     sys.unraisablehook = _interrupt_again
+    warnings.showwarning = _warning_line
+    usable = usable_cpus()
+    if usable is not None:  # before torch starts its thread pool: one thread per CPU this process may really use
+        os.environ.setdefault("OMP_NUM_THREADS", str(usable))
     try:
         app()  # Ctrl-C in a command: `_one_line_errors`; while parsing its options: typer's exit 130
     except SystemExit as e:
@@ -497,6 +538,37 @@ def main() -> None:
     finally:
         # the command is over (its files written or not): Ctrl-C while Python shuts down changes nothing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """How many CPUs this process may use, where that is fewer than the machine has: its CPU
+    affinity, or a container's CPU quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`). torch
+    starts a thread per core it sees, and a container given 2 of a host's 64 cores would
+    otherwise run 64 threads on 2 cores, many times slower than 2. None: no limit found."""
+    limits = [len(os.sched_getaffinity(0))] if hasattr(os, "sched_getaffinity") else []
+    for quota_file, period_file in ((cgroup / "cpu.max", None), (cgroup / "cpu" / "cpu.cfs_quota_us", cgroup / "cpu" / "cpu.cfs_period_us")):
+        try:
+            words = quota_file.read_text().split()
+            quota, period = words[0], (words[1] if period_file is None else period_file.read_text().strip())
+            if quota not in ("max", "-1"):
+                limits.append(max(1, -(-int(quota) // int(period))))
+        except (OSError, ValueError, IndexError):
+            continue
+    usable = min(limits) if limits else None
+    return usable if usable is not None and usable < (os.cpu_count() or usable + 1) else None
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """faultlines' own warnings about the user's input as one line on stderr; others as Python shows them."""
+    from faultlines.errors import InputWarning
+
+    if issubclass(category, InputWarning):
+        sys.stderr.write("warning: " + " ".join(str(message).split()) + "\n")
+        return
+    _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def _interrupt_again(unraisable) -> None:

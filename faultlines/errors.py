@@ -45,3 +45,8 @@ class NotFittedError(FaultlinesError, ValueError, AttributeError):
 
 class RunDirError(FaultlinesError, OSError):
     """A run directory cannot be written or read back."""
+
+
+class InputWarning(UserWarning):
+    """The data may not be what the model expects (inputs scaled differently from training, say);
+    the run goes on. The CLI prints it as one line: "warning: ..."."""

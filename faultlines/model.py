@@ -6,7 +6,9 @@ import contextlib
 import importlib
 import io
 import logging
+import os
 import pickle
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -19,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faultlines.errors import LayerNotFoundError, ModelError, SettingsError, first_line
+from faultlines.preprocess import as_preprocess
 from faultlines.types import as_class_names
 
 #: Marks a file written by `save_checkpoint`, so `Classifier.load` can rebuild the module.
@@ -66,7 +69,8 @@ class Classifier:
             of shape (N, C), or a tuple (logits, embeddings).
         layer: name of the sub-module (as in `module.named_modules()`) whose output is the
             embedding. Default: the input of the last `nn.Linear` (the penultimate features).
-        preprocess: optional callable applied to every input batch first (normalisation...).
+        preprocess: what to do to every input batch first: a `Preprocess`, a spec such as
+            "imagenet" or "mean=0.5 std=0.25 resize=32" (`faultlines.preprocess`), or any callable.
         class_names: one name per class id; default "0", "1", ...
         device: where to run the module ("cpu", "cuda", "cuda:1", "mps"; None: the best available).
 
@@ -79,7 +83,7 @@ class Classifier:
         self,
         module: nn.Module,
         layer: str | None = None,
-        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | str | None = None,
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = "cpu",
     ) -> None:
@@ -87,7 +91,9 @@ class Classifier:
             raise ModelError(f"expected a torch nn.Module, got {type(module).__name__}")
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
-        self.preprocess = preprocess
+        self.preprocess = as_preprocess(preprocess)
+        #: the one batch size an exported program with a static batch dimension takes (None: any)
+        self.fixed_batch = fixed_batch(module)
         self.class_names = as_class_names(class_names)
         self._scripted = isinstance(module, torch.jit.ScriptModule)
         self._captured: list[torch.Tensor] = []
@@ -121,6 +127,19 @@ class Classifier:
         x = x.to(self.device)
         if self.preprocess is not None:
             x = self.preprocess(x)
+        size = self.fixed_batch
+        if size is None or len(x) == size:
+            return self._run(x)
+        # a program exported for one batch size: run it that many at a time, the last batch
+        # padded with copies of its first row, and the padding's outputs dropped
+        parts = []
+        for chunk in x.split(size):
+            padded = torch.cat([chunk, chunk[:1].expand(size - len(chunk), *chunk.shape[1:])]) if len(chunk) < size else chunk
+            logits, emb = self._run(padded)
+            parts.append((logits[: len(chunk)], emb[: len(chunk)]))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._captured.clear()
         handle = None
         if self._hook_module is not None:
@@ -210,12 +229,50 @@ def _is_linear(m: nn.Module) -> bool:
     )
 
 
+def fixed_batch(module: nn.Module) -> int | None:
+    """The batch size a `torch.export` program was exported with when its batch dimension is
+    static (it then takes no other), else None."""
+    from torch.export.unflatten import UnflattenedModule
+
+    graph = getattr(module, "graph", None)
+    if not isinstance(module, UnflattenedModule) or not isinstance(graph, torch.fx.Graph):
+        return None
+    for node in graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(value, torch.Tensor) and value.ndim:
+            size = value.shape[0]
+            return int(size) if isinstance(size, int) else None
+    return None
+
+
 def _import(spec: str) -> Callable[..., nn.Module]:
-    mod, _, attr = spec.partition(":")
+    """The callable `spec` ("package.module:callable") names, imported from the current folder or
+    the installed packages; a ModelError that says what went wrong (no such module, the module
+    failed to import and why, no such callable in it)."""
+    mod, colon, attr = spec.partition(":")
+    if not colon or not mod.strip() or not attr.strip():
+        raise ModelError(f"write the factory as module:callable (e.g. mynet:build for build() in mynet.py), not {spec!r}")
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path  # `python -m` puts the current folder on the path; the console script does not
+    if added:
+        sys.path.insert(0, here)
     try:
-        return getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ModelError(f"cannot import the factory '{spec}' ({e}); write it as package.module:callable") from e
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name and (mod == e.name or mod.startswith(e.name + ".")):
+            raise ModelError(f"cannot import the factory '{spec}': there is no module '{e.name}' in the current folder ({here}) "
+                             f"or the installed packages; run from the folder that holds {mod.replace('.', '/')}.py, or install its package") from e
+        raise ModelError(f"cannot import the factory '{spec}': importing {mod} failed ({first_line(e)}); install what it needs") from e
+    except Exception as e:  # the user's module runs its own code on import and may raise anything
+        raise ModelError(f"cannot import the factory '{spec}': importing {mod} failed ({type(e).__name__}: {first_line(e)})") from e
+    finally:
+        if added:
+            sys.path.remove(here)
+    if not hasattr(module, attr):
+        public = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))[:10]
+        raise ModelError(f"cannot import the factory '{spec}': {mod} ({getattr(module, '__file__', '?')}) has no '{attr}'; "
+                         f"it defines {', '.join(public) or 'no public callable'}")
+    return getattr(module, attr)
 
 
 def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names: Sequence[str] | None = None) -> None:

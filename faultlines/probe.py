@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 import torch.nn.functional as F
 
 from faultlines.data.sources import EmbeddingTable, Source
-from faultlines.errors import DataError, ModelError, SettingsError, first_line
+from faultlines.errors import DataError, FaultlinesError, ModelError, SettingsError, first_line
 from faultlines.model import Classifier
 from faultlines.progress import track
 from faultlines.types import Outputs, check_label_range
@@ -124,3 +125,72 @@ class Gathered:
             self.embeddings.flush()
         return Outputs.from_probs(self.labels, F.softmax(torch.from_numpy(self.logits), dim=1).numpy(), self.embeddings, names,
                                   source=source, logits=self.logits)
+
+
+#: Rescalings of the inputs the input check tries (on what the model receives, after any preprocessing).
+RESCALINGS = {
+    "standardised per channel": lambda x, m, s: (x - m) / s,
+    "multiplied by 255": lambda x, m, s: x * 255.0,
+    "divided by 255": lambda x, m, s: x / 255.0,
+    "mapped from [0, 1] to [-1, 1]": lambda x, m, s: x * 2.0 - 1.0,
+}
+#: The input check warns when a rescaling is right on at least this many more of the checked inputs (a share)...
+CHECK_GAIN = 0.02
+#: ... and a one-sided sign test on the inputs only one of the two gets right gives at most this p-value.
+CHECK_P = 1e-3
+
+
+def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
+    """A quick test that the inputs are scaled as the model was trained to take them.
+
+    Runs the model on the first `rows` inputs as given (after `clf.preprocess`) and rescaled
+    (`RESCALINGS`: standardised with their own per-channel mean and std, x255, /255, [-1, 1]).
+    When a rescaling gets at least `CHECK_GAIN` more of them right, and a one-sided sign test
+    on the inputs only one of the two gets right says it is no chance (p <= `CHECK_P`), the
+    inputs are likely scaled differently from training (a missing normalisation, 0-255 pixels).
+
+    Returns:
+        None when nothing is off; else the finding: `message` (one line), the accuracy and mean
+        confidence as given and rescaled, the rescaling, p, and the inputs' mean and std per channel.
+    """
+    x, y = next(iter(data.batches(rows)))
+    steps = clf.preprocess
+    with torch.no_grad():
+        seen = (steps(x.to(clf.device)) if steps is not None else x.to(clf.device)).float()
+        reduce = (0,) + tuple(range(2, seen.ndim)) if seen.ndim > 2 else (0, 1)
+        mean, std = seen.mean(dim=reduce, keepdim=True), seen.std(dim=reduce, keepdim=True).clamp_min(1e-6)
+        original, clf.preprocess = clf.preprocess, None
+        try:
+            def run(inputs: torch.Tensor) -> tuple[np.ndarray, float]:
+                probs = clf.probs(inputs)
+                if probs.ndim == 2:  # labels the model cannot have: one line now, before any work
+                    check_label_range(y.numpy(), probs.shape[1])
+                return (probs.argmax(1) == y).numpy(), float(probs.max(1).values.mean())
+
+            given, confidence = run(seen)
+            best = None
+            for name, rescale in RESCALINGS.items():
+                right, conf = run(rescale(seen, mean, std))
+                gained, lost = int((right & ~given).sum()), int((given & ~right).sum())
+                p = float(stats.binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue) if gained else 1.0
+                if (right.mean() - given.mean() >= CHECK_GAIN and p <= CHECK_P
+                        and (best is None or right.mean() > best["accuracy_rescaled"])):
+                    best = {"rescaling": name, "accuracy_rescaled": float(right.mean()), "confidence_rescaled": conf, "p_value": p}
+        except FaultlinesError:
+            raise
+        except (RuntimeError, ValueError, TypeError):
+            return None  # the model cannot take a rescaled batch (integer inputs, say): the probe itself says what is wrong
+        finally:
+            clf.preprocess = original
+    if best is None:
+        return None
+    channel = lambda t: ",".join(f"{v:.3g}" for v in t.flatten().tolist()[:4])  # noqa: E731
+    finding = best | {"rows": len(y), "accuracy": float(given.mean()), "confidence": confidence,
+                      "input_mean": channel(mean), "input_std": channel(std)}
+    advice = (f"--preprocess mean={channel(mean)} std={channel(std)}" if best["rescaling"].startswith("standardised")
+              else "--preprocess with the model's normalisation")
+    finding["message"] = (f"inputs may be scaled differently from training: the model gets {finding['accuracy']:.1%} of the first "
+                          f"{len(y)} right as given (mean confidence {confidence:.2f}) but {best['accuracy_rescaled']:.1%} with them "
+                          f"{best['rescaling']} (confidence {best['confidence_rescaled']:.2f}); give the model's preprocessing "
+                          f"({advice}; preprocess= in the API)")
+    return finding

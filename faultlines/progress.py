@@ -1,8 +1,11 @@
-"""Progress bars for long work: on stderr, and silent when asked or when stderr is not a terminal."""
+"""Progress for long work, on stderr: bars (on a terminal only) and a line per finished stage
+with its time (on a terminal and in logs alike); silent when asked (`quiet`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -42,3 +45,18 @@ def track(items: Iterable[T], description: str, total: float | None = None, quie
         for item in items:
             yield item
             bar.advance(task, step(item) if step is not None else 1)
+
+
+def stage_done(name: str, seconds: float, quiet: bool = False) -> None:
+    """One line when a stage of a command ends, with its time: on a terminal beside the progress
+    bars, and in a log (where no bar is drawn) the only sign of how far a long command got."""
+    if not quiet:
+        console.print(f"  {name}: {seconds:.1f} s", highlight=False)
+
+
+@contextmanager
+def stage(name: str, quiet: bool = False) -> Iterator[None]:
+    """Time the block as stage `name` and print its line when it ends (`stage_done`)."""
+    start = time.perf_counter()
+    yield
+    stage_done(name, time.perf_counter() - start, quiet)

@@ -21,15 +21,20 @@ from __future__ import annotations
 import functools
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 from faultlines.data.sources import EmbeddingTable, Source, Splits
-from faultlines.errors import SettingsError
+from faultlines.descriptions import describe_modes
+from faultlines.errors import InputWarning, SettingsError
 from faultlines.find.base import SEED, Finder, missing
 from faultlines.model import Classifier
+from faultlines.preprocess import describe_preprocess
+from faultlines.probe import check_inputs as check_scaling
 from faultlines.probe import probe
+from faultlines.progress import stage_done
 from faultlines.registry import build
 from faultlines.significance import (
     ALPHA,
@@ -92,6 +97,7 @@ def scan(
     engine: str = "local",
     ray_address: str | None = None,
     embeddings_file: str | Path | None = None,
+    check_inputs: bool = True,
     quiet: bool = False,
     seed: int = 0,
 ) -> ScanResult:
@@ -117,6 +123,9 @@ def scan(
             Ray Data batch inference, on the cluster at `ray_address` or a local instance).
         embeddings_file: stream the scanned data's embeddings into this new .npy file and
             keep them memory-mapped from it (a run folder then links to it).
+        check_inputs: first run the model on a batch of the data as given and rescaled
+            (`faultlines.probe.check_inputs`), and warn (`InputWarning`) when the inputs seem
+            scaled differently from training; the finding is in `config["checks"]`.
         seed: given to finders built by name, and to the held-out split; recorded.
 
     Returns:
@@ -161,6 +170,7 @@ def scan(
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(timings.get(stage, 0.0) + now - clock, 3)
+        stage_done(stage, now - clock, quiet)
         clock = now
 
     if engine not in ENGINES:
@@ -171,6 +181,11 @@ def scan(
         run_probe = functools.partial(probe_ray, address=ray_address, amp=amp)
     else:
         run_probe = functools.partial(probe, num_workers=num_workers, amp=amp)
+    finding = check_scaling(clf, data) if check_inputs and clf is not None and isinstance(data, Source) else None
+    if finding is not None:
+        warnings.warn(finding["message"], InputWarning, stacklevel=2)
+    if check_inputs and clf is not None and isinstance(data, Source):
+        lap("input check")
     outputs = run_probe(clf, data, batch_size=batch_size, quiet=quiet, embeddings_file=embeddings_file)
     # a finder that declares it requires the training outputs uses them when given, even if it
     # needs them no more (a FeatureDensity fitted already still compares itself with the baselines)
@@ -198,18 +213,23 @@ def scan(
     modes = assess(modes, outputs, measured, heldout, alpha)
     lap("significance")
     shown = preview_rows(modes, outputs)
+    previews = data.preview(shown)
+    modes = describe_modes(modes, outputs, texts=data.texts, metadata=data.metadata, previews=previews, alpha=alpha)
+    lap("descriptions")
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names),
                  "embeddings_file": str(embeddings_file) if embeddings_file is not None and not isinstance(data, EmbeddingTable)
                  else getattr(data, "embeddings_file", None), "engine": engine},
-        "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name},
+        "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name,
+                                           "preprocess": describe_preprocess(clf.preprocess), "fixed_batch": clf.fixed_batch},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],
         "skipped": skipped,
         "confirm": {"fraction": fraction if heldout is not None else 0.0, "heldout_rows": 0 if heldout is None else int(heldout.sum()),
                     "alpha": alpha, "measured": measured},
+        "checks": {"inputs": finding if finding is not None else ("passed" if check_inputs and isinstance(data, Source) else "not run")},
         "seed": seed,
         "timings": timings,
         "versions": versions(),
     }
-    return ScanResult(outputs, modes, config, previews=data.preview(shown), texts=data.texts, tables=tables, analyses=analyses,
-                      heldout=heldout)
+    return ScanResult(outputs, modes, config, previews=previews, texts=data.texts, tables=tables, analyses=analyses,
+                      heldout=heldout, metadata=data.metadata)

@@ -2,9 +2,10 @@
 
     RUN/scan.json         config, package versions, overview metrics, failure modes (their
                           members are in members.parquet)
-    RUN/samples.parquet   one row per sample: label, prediction, loss, probabilities,
+    RUN/samples.parquet   one row per sample: label and prediction (ids and names), loss, probabilities,
                           the modes it belongs to, whether it was held out to confirm
-                          them, its text, and a PNG preview where shown
+                          them, its text, a PNG preview where shown, and the data's metadata
+                          columns (their names in scan.json, "metadata")
     RUN/members.parquet   one row per (mode, member): mode id, row, weight, in each mode's order
     RUN/embeddings.npy    (N, D) float32 embeddings the finders searched: a hard link to the
                           user's own .npy where the embeddings were read from one (no copy)
@@ -42,6 +43,8 @@ from faultlines.types import FailureMode, Outputs, ScanResult
 RUN_FORMAT = "faultlines-run-1"
 SCAN_FILE = "scan.json"
 SAMPLES_FILE = "samples.parquet"
+#: The columns samples.parquet may hold besides the data's metadata.
+SAMPLES_COLUMNS = ["index", "label", "pred", "label_name", "pred_name", "correct", "loss", "probs", "modes", "heldout", "text", "preview_png"]
 MEMBERS_FILE = "members.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 REPORT_FILE = "report.html"
@@ -105,6 +108,8 @@ def _samples_table(result: ScanResult):
         "index": pa.array(np.arange(out.n)),
         "label": pa.array(out.labels),
         "pred": pa.array(out.preds),
+        "label_name": pa.DictionaryArray.from_arrays(pa.array(out.labels.astype(np.int32)), pa.array(out.class_names, pa.string())),
+        "pred_name": pa.DictionaryArray.from_arrays(pa.array(out.preds.astype(np.int32)), pa.array(out.class_names, pa.string())),
         "correct": pa.array(out.correct),
         "loss": pa.array(out.losses),
         "probs": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.probs, np.float32).ravel()), out.num_classes),
@@ -117,7 +122,17 @@ def _samples_table(result: ScanResult):
     images = {i: p for i, p in result.previews.items() if isinstance(p, np.ndarray)}
     if images:
         columns["preview_png"] = pa.array([png_bytes(images[i]) if i in images else None for i in range(out.n)], type=pa.binary())
+    for stored, name in metadata_columns(result.metadata, SAMPLES_COLUMNS):
+        columns[stored] = result.metadata.column(name)
     return pa.table(columns)
+
+
+def metadata_columns(metadata, taken: list[str]) -> list[tuple[str, str]]:
+    """(the name in samples.parquet, the data's own name) of each metadata column: its own name,
+    or "meta.NAME" where samples.parquet already has a column of that name."""
+    if metadata is None:
+        return []
+    return [(f"meta.{name}" if name in taken else name, name) for name in metadata.column_names]
 
 
 def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, vae: bytes | None = None,
@@ -153,6 +168,7 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
                 "metrics": result.outputs.overview(),
                 "modes": [_mode_dict(m) for m in result.modes],
                 "analyses": result.analyses,
+                "metadata": metadata_columns(result.metadata, SAMPLES_COLUMNS),
             }
             (tmp / SCAN_FILE).write_text(json.dumps(_jsonable(record), indent=1), encoding="utf-8")
             pq.write_table(_samples_table(result), tmp / SAMPLES_FILE)
@@ -265,6 +281,10 @@ def load_run(path: str | Path) -> ScanResult:
         probs = probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32)
         texts = table.column("text").to_pylist() if "text" in table.column_names else None
         heldout = column("heldout").astype(bool) if "heldout" in table.column_names else None
+    with _reading(path / SCAN_FILE):
+        stored = [(str(a), str(b)) for a, b in record.get("metadata") or []]
+    with _reading(path / SAMPLES_FILE):
+        metadata = table.select([a for a, _ in stored]).rename_columns([b for _, b in stored]) if stored else None
         previews: dict[int, Any] = {}
         if "preview_png" in table.column_names:
             for i, png in enumerate(table.column("preview_png").to_pylist()):
@@ -322,7 +342,7 @@ def load_run(path: str | Path) -> ScanResult:
         if (path / file).is_file():
             with _reading(path / file):
                 repairs[name] = dict(json.loads((path / file).read_text(encoding="utf-8")))
-    return ScanResult(outputs, modes, config, previews, texts, tables, repairs, analyses, heldout)
+    return ScanResult(outputs, modes, config, previews, texts, tables, repairs, analyses, heldout, metadata)
 
 
 def run_folder(run_dir: str | Path) -> Path:

@@ -30,6 +30,48 @@ def as_labels(y: Any) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def encode_labels(values: Any, class_names: Any = None, num_classes: int | None = None) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Labels of any dtype as (class ids, class names).
+
+    Whole numbers are class ids already (the names stay as given). Anything else (strings,
+    booleans, categories) is a class name: its id is its place in `class_names`, or, without
+    them, in the sorted distinct labels, which must then number `num_classes` (the columns of
+    the probabilities, when known: a model's classes are commonly in sorted order).
+
+    Raises:
+        DataError: missing labels, labels not among `class_names`, or a count of distinct labels
+            that does not match `num_classes` without names to say the order.
+    """
+    names = as_class_names(class_names)
+    if hasattr(values, "to_numpy") and hasattr(values, "null_count"):  # a pyarrow array or column
+        if values.null_count:
+            raise DataError(f"{values.null_count} labels are missing; give every sample a label")
+        values = values.to_numpy(zero_copy_only=False)
+    y = np.asarray(values)
+    whole = y.dtype.kind in "iu" or (y.dtype.kind == "f" and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+    if whole or y.dtype.kind in "fc" or y.ndim != 1:
+        return as_labels(y), names
+    if y.dtype == object and any(v is None or (isinstance(v, float) and v != v) for v in y.tolist()):
+        raise DataError("some labels are missing; give every sample a label")
+    text = y.astype(str)
+    found = np.unique(text)
+    if names is None:
+        if num_classes is not None and len(found) != num_classes:
+            shown = ", ".join(map(repr, found[:5].tolist())) + (", ..." if len(found) > 5 else "")
+            raise DataError(f"the labels take {len(found)} distinct values ({shown}) but there are {num_classes} classes "
+                            "(columns of the probabilities); give the class names in the order of those columns "
+                            "(class_names=[...]; CLI: --class-names a,b,c)")
+        names = tuple(found.tolist())
+    order = np.argsort(np.asarray(names, dtype=str))
+    known = np.asarray(names, dtype=str)[order]
+    place = np.clip(np.searchsorted(known, text), 0, len(known) - 1)
+    unknown = known[place] != text
+    if unknown.any():
+        raise DataError(f"{int(unknown.sum())} labels are not among the class names (first: {text[unknown][0]!r}); "
+                        f"the class names are {', '.join(map(repr, names[:10]))}{', ...' if len(names) > 10 else ''}")
+    return order[place].astype(np.int64), names
+
+
 def real_array(values: Any, name: str) -> np.ndarray:
     """`values` as a float32 array of real numbers (one row of one length per sample), or a DataError."""
     try:
@@ -316,6 +358,8 @@ class ScanResult:
             and the swap tests of every candidate region), stored in scan.json.
         heldout: (N,) True for the rows held out to confirm the modes of finders that choose
             by errors (`faultlines.significance`), or None when no rows were held out.
+        metadata: a pyarrow Table of other facts about each scanned row (the data's metadata:
+            a site, a file path...), or None.
     """
 
     outputs: Outputs
@@ -327,6 +371,7 @@ class ScanResult:
     repairs: dict[str, Any] = field(default_factory=dict)
     analyses: dict[str, Any] = field(default_factory=dict)
     heldout: np.ndarray | None = None
+    metadata: Any = None
 
     def membership(self) -> tuple[np.ndarray, np.ndarray]:
         """Which modes each scanned row belongs to, without a Python loop over rows: (offsets,
@@ -339,7 +384,8 @@ class ScanResult:
 
     def to_pandas(self):
         """One row per scanned sample: row, label, pred, correct, loss, probs (a list), modes
-        (the ids of the modes it belongs to), heldout (if rows were held out), text (for text data)."""
+        (the ids of the modes it belongs to), heldout (if rows were held out), text (for text
+        data), and the data's metadata columns."""
         pd = _pandas()
         out = self.outputs
         names = np.asarray(out.class_names, dtype=object)
@@ -351,7 +397,11 @@ class ScanResult:
             frame["heldout"] = np.asarray(self.heldout, bool)
         if self.texts is not None:
             frame["text"] = self.texts
-        return pd.DataFrame(frame)
+        frame = pd.DataFrame(frame)
+        if self.metadata is not None:
+            extra = self.metadata.to_pandas()
+            frame = pd.concat([frame, extra.rename(columns={c: f"meta.{c}" for c in extra.columns if c in frame.columns})], axis=1)
+        return frame
 
     def _repr_html_(self) -> str:
         """The summary a notebook shows: accuracy, and a table of the modes (significant first)

@@ -46,6 +46,22 @@ def model_file(cnn, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sentiment_cache(tmp_path_factory):
+    """One cache of MiniLM embeddings and trained models for the tests that read the sentences."""
+    return tmp_path_factory.mktemp("sentiment-cache")
+
+
+@pytest.fixture(scope="session")
+def sentiment_problem(sentiment_cache):
+    """The benchmark's text problem on the UCI sentences (seed 0): MiniLM embeddings, with texts and sites."""
+    from pathlib import Path
+
+    from faultlines.bench.text import sentiment
+
+    return sentiment(Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences", seed=0, cache=sentiment_cache)
+
+
+@pytest.fixture(scope="session")
 def pool_outputs(clf, splits):
     """The model's outputs on val + test: 720 digits it was not trained on."""
     pool = fl.data.ArraySource(np.concatenate([splits.val.x, splits.test.x]), np.concatenate([splits.val.y, splits.test.y]))

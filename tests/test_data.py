@@ -73,16 +73,30 @@ def test_image_folder_reads_classes_and_pixels(tmp_path):
     _write_images(tmp_path, [("cat", (5, 4)), ("dog", (5, 4))])
     src = image_folder(tmp_path)
     assert src.class_names == ("cat", "dog")
-    assert src.x.shape == (4, 1, 5, 4)
-    assert src.y.tolist() == [0, 0, 1, 1]
-    assert np.isclose(src.x[1].max(), 50 / 255)
+    x, y = src.arrays()
+    assert x.shape == (4, 1, 5, 4)
+    assert y.tolist() == [0, 0, 1, 1]
+    assert np.isclose(x[1].max(), 50 / 255)
+    assert src.metadata.column("path").to_pylist() == ["cat/0.png", "cat/1.png", "dog/0.png", "dog/1.png"]
+
+
+def test_image_folder_is_read_a_batch_at_a_time(tmp_path, monkeypatch):
+    from faultlines.data import files
+
+    _write_images(tmp_path, [("cat", (5, 4)), ("dog", (5, 4))])
+    src = image_folder(tmp_path)
+    opened = []
+    monkeypatch.setattr(files, "_read_image", lambda f, read=files._read_image: opened.append(f.name) or read(f))
+    batches = src.batches(2)
+    next(batches)
+    assert len(opened) == 2  # only the first batch's images are read so far
 
 
 def test_image_folder_sizes_must_agree_unless_resized(tmp_path):
     _write_images(tmp_path, [("a", (5, 4)), ("b", (6, 6))])
-    with pytest.raises(DataError, match="pass size="):
-        image_folder(tmp_path)
-    assert image_folder(tmp_path, size=8).x.shape == (4, 1, 8, 8)
+    with pytest.raises(DataError, match=r"resize=H,W"):
+        image_folder(tmp_path).arrays()
+    assert image_folder(tmp_path, size=8).arrays()[0].shape == (4, 1, 8, 8)
 
 
 def test_image_folder_errors(tmp_path):
@@ -92,6 +106,9 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
         image_folder(tmp_path)
+    _write_images(tmp_path, [("a", (5, 4))])  # the broken one is no longer the first image: found when read
+    with pytest.raises(DataError, match="broken.png"):
+        image_folder(tmp_path).arrays()
 
 
 def test_embedding_table_from_parquet_and_folder(tmp_path):

@@ -283,9 +283,9 @@ def test_image_folders_load_or_fail_in_one_line(classes, size):
             (root / f"class{i}").mkdir()
             for name, data in files:
                 (root / f"class{i}" / name).write_bytes(data)
-        source = holds("images", lambda: image_folder(root, size=size))
-        if source is not None:
-            x, y = source.arrays()
+        read = holds("images", lambda: image_folder(root, size=size).arrays())  # read lazily: errors come when read
+        if read is not None:
+            x, y = read
             assert x.ndim == 4 and x.dtype == np.float32 and np.isfinite(x).all() and 0 <= x.min() and x.max() <= 1
             assert set(y.tolist()) <= set(range(len(classes)))
 

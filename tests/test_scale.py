@@ -97,7 +97,7 @@ def test_a_npy_folder_is_memory_mapped_and_the_run_links_it(tmp_path):
 def test_timings_are_recorded_per_stage(tmp_path):
     folder, _ = _blobs(tmp_path, n=3000)
     result = fl.scan(None, load(folder), [fl.Spotlight(size=30, n_spotlights=1)], quiet=True)
-    assert set(result.config["timings"]) == {"probe", "spotlight", "significance"}
+    assert set(result.config["timings"]) == {"probe", "spotlight", "significance", "descriptions"}
     assert all(v >= 0 for v in result.config["timings"].values())
 
 

@@ -35,8 +35,8 @@ def test_reading_labelled_sentences(tmp_path):
         read_labelled_sentences(tmp_path / "bad.txt")
 
 
-def test_text_problem_surfaces_the_rare_website(tmp_path):
-    rows = run_bench(["text"], [0], cache=tmp_path, sentiment_dir=SENTIMENT, finders=["spotlight", "error-mixture"], quiet=True)
+def test_text_problem_surfaces_the_rare_website(sentiment_cache):
+    rows = run_bench(["text"], [0], cache=sentiment_cache, sentiment_dir=SENTIMENT, finders=["spotlight", "error-mixture"], quiet=True)
     assert max(r.p10 for r in rows) >= 0.8
 
 

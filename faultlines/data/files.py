@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from faultlines.data.sources import ArraySource, EmbeddingTable
+from faultlines.data.sources import ArraySource, EmbeddingTable, TorchSource
 from faultlines.errors import DataError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -27,31 +28,32 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {path} as a numpy .npz file ({e})") from e
 
 
-def load_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> ArraySource:
-    """An ArraySource from a .npz holding inputs `x` and labels `y` (and optionally `class_names`)."""
+def load_npz(path: str | Path, x_key: str = "x", y_key: str = "y", class_names=None) -> ArraySource:
+    """An ArraySource from a .npz holding inputs `x` and labels `y` (and optionally `class_names`,
+    which `class_names` overrides)."""
     p = _existing(path)
     arrays = _npz(p)
     missing = [k for k in (x_key, y_key) if k not in arrays]
     if missing:
         raise DataError(f"{p} has no array named {missing}; it holds {sorted(arrays)}")
-    names = arrays.get("class_names")
-    return ArraySource(arrays[x_key], arrays[y_key], None if names is None else names.tolist(), name=p.name)
+    names = arrays.get("class_names") if class_names is None else class_names
+    return ArraySource(arrays[x_key], arrays[y_key], names.tolist() if isinstance(names, np.ndarray) else names, name=p.name)
 
 
-def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, grayscale: bool | None = None) -> ArraySource:
-    """Images in one sub-folder per class (`root/cat/001.png`), read with Pillow.
+def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, grayscale: bool | None = None) -> TorchSource:
+    """Images in one sub-folder per class (`root/cat/001.png`), read with Pillow a batch at a
+    time, as the model runs (never all in memory at once).
 
     Args:
         path: the root folder; class names are the sub-folder names, sorted.
         size: (height, width) to resize every image to; default: the size of the first
             image, and every other image must match it.
-        grayscale: read as one channel; default: one channel if every image is grayscale.
+        grayscale: read as one channel; default: one channel if the first image is grayscale.
 
     Returns:
-        ArraySource with x of shape (N, C, H, W), float32 in [0, 1].
+        A TorchSource whose inputs are (C, H, W) float32 in [0, 1], with each image's path
+        (relative to `path`) as the metadata column `path`.
     """
-    from PIL import Image
-
     hw = _image_size(size)
     root = _existing(path)
     if not root.is_dir():
@@ -65,28 +67,45 @@ def image_folder(path: str | Path, size: tuple[int, int] | int | None = None, gr
     ]
     if not files:
         raise DataError(f"no images found under {root}: expected {root}/<class>/<image>.png (or .jpg)")
-    images = [_read_image(f) for f, _ in files]
+    first = _read_image(files[0][0])
     if grayscale is None:
-        grayscale = all(im.mode in ("L", "1", "I", "I;16", "F", "LA") for im in images)
-    if hw is None:
-        hw = (images[0].height, images[0].width)
-        odd = next(((f, im) for (f, _), im in zip(files, images) if (im.height, im.width) != hw), None)
-        if odd is not None:
-            raise DataError(
-                f"{odd[0]} is {odd[1].height}x{odd[1].width} but {files[0][0]} is {hw[0]}x{hw[1]}; "
-                "pass size=(height, width) to resize all images"
-            )
-    arrays = []
-    for (f, _), im in zip(files, images):
+        grayscale = first.mode in GRAY_MODES
+    images = ImageFiles([f for f, _ in files], [label for _, label in files], hw or (first.height, first.width), grayscale,
+                        resized=hw is not None)
+    paths = [str(f.relative_to(root)) for f, _ in files]
+    return TorchSource(images, classes, name=root.name, metadata={"path": paths})
+
+
+#: Pillow modes read as one channel.
+GRAY_MODES = ("L", "1", "I", "I;16", "I;16B", "I;16L", "F", "LA")
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files and their labels as a torch Dataset: item i is (the image as a (C, H, W)
+    float32 tensor in [0, 1], its label), read when asked for (in DataLoader workers too)."""
+
+    def __init__(self, files: list[Path], labels: list[int], size: tuple[int, int], grayscale: bool, resized: bool) -> None:
+        self.files, self.labels, self.size, self.grayscale, self.resized = files, labels, size, grayscale, resized
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        f = self.files[i]
+        im = _read_image(f)
+        if (im.height, im.width) != self.size and not self.resized:
+            raise DataError(f"{f} is {im.height}x{im.width} but {self.files[0]} is {self.size[0]}x{self.size[1]}; resize all "
+                            "images to one size: image_folder(size=(H, W)), or --preprocess resize=H,W on the command line")
         try:
-            im = _as_8bit(im).convert("L" if grayscale else "RGB")
-            if (im.height, im.width) != hw:
-                im = im.resize((hw[1], hw[0]), Image.BILINEAR)
+            im = _as_8bit(im).convert("L" if self.grayscale else "RGB")
+            if (im.height, im.width) != self.size:
+                im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot convert image {f} (mode {im.mode}) to {'grayscale' if grayscale else 'RGB'} ({e}); convert it to PNG") from e
+            raise DataError(f"cannot convert image {f} (mode {im.mode}) to {'grayscale' if self.grayscale else 'RGB'} ({e}); convert it to PNG") from e
         a = np.asarray(im, dtype=np.float32) / 255.0
-        arrays.append(a[None] if grayscale else np.moveaxis(a, -1, 0))
-    return ArraySource(np.stack(arrays), np.array([label for _, label in files]), classes, name=root.name)
+        return torch.from_numpy(a[None] if self.grayscale else np.moveaxis(a, -1, 0).copy()), self.labels[i]
 
 
 def _image_size(size) -> tuple[int, int] | None:
@@ -125,15 +144,26 @@ def _as_8bit(im):
     return Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8), "L")
 
 
-def load_embedding_table(path: str | Path) -> EmbeddingTable:
+#: The columns an embedding table's .parquet is read from, by default (`load_embedding_table`).
+COLUMNS = {"embedding": "embedding", "label": "label", "probs": "probs", "text": "text"}
+
+
+def load_embedding_table(path: str | Path, *, embedding: str = "embedding", label: str = "label", probs: str = "probs",
+                         text: str = "text", class_names=None) -> EmbeddingTable:
     """An EmbeddingTable from a .parquet file, a .npz, or a folder of .npy files.
 
-    - .parquet: columns `label` (int), `probs` (list of floats), `embedding` (list of
-      floats); optional `text`.
+    - .parquet: a column of embeddings (`embedding`: lists of floats), of labels (`label`:
+      class ids, or class names of any dtype, see `types.encode_labels`), of predicted
+      probabilities (`probs`: lists of floats) and optionally of texts (`text`); every other
+      column is kept as the samples' metadata (shown in the report, described per mode, kept
+      in samples.parquet).
     - .npz or a folder: arrays `embeddings`, `labels`, `probs` (`embeddings.npy`, ... in a
       folder); optional `class_names`; a folder may hold `texts.txt`, one text per line.
+
+    `class_names` (one per column of the probabilities) overrides any the file holds.
     """
     p = _existing(path)
+    chosen = {"embedding": embedding, "label": label, "probs": probs, "text": text}
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -141,12 +171,25 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
             table = pq.read_table(p)
         except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
             raise DataError(f"cannot read {p} as parquet ({e})") from e
-        missing = [c for c in ("label", "probs", "embedding") if c not in table.column_names]
+        missing = [f"{c} ('{chosen[c]}')" for c in ("label", "probs", "embedding") if chosen[c] not in table.column_names]
+        if text != COLUMNS["text"] and text not in table.column_names:
+            missing.append(f"text ('{text}')")
         if missing:
-            raise DataError(f"{p} lacks the columns {missing}; it has {table.column_names}")
+            raise DataError(f"{p} lacks the columns for {', '.join(missing)}; it has {', '.join(table.column_names)} "
+                            "(name the columns with --embedding-col, --label-col, --probs-col, --text-col)")
         ragged = lambda col: _stack_lists(table.column(col), col, p)  # noqa: E731
-        texts = table.column("text").to_pylist() if "text" in table.column_names else None
-        return EmbeddingTable(ragged("embedding"), np.asarray(table.column("label")), ragged("probs"), texts=texts, name=p.name)
+        texts = None
+        if text in table.column_names:
+            if not (pa_string(table.column(text).type)):
+                raise DataError(f"column '{text}' of {p} must hold texts (strings), not {table.column(text).type}")
+            texts = ["" if t is None else t for t in table.column(text).to_pylist()]
+        used = {embedding, label, probs} | ({text} if texts is not None else set())
+        rest = [c for c in table.column_names if c not in used]
+        return EmbeddingTable(ragged(embedding), table.column(label), ragged(probs), class_names, texts=texts, name=p.name,
+                              metadata=table.select(rest) if rest else None)
+    if any(chosen[k] != COLUMNS[k] for k in chosen):
+        raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col) are for a .parquet table; "
+                        f"{p.name} is read by its array names (embeddings, labels, probs)")
     if p.is_dir():
         # the embeddings are read memory-mapped: only the rows in use need be in memory
         arrays = {f.stem: _load_npy(f, mmap=f.stem == "embeddings") for f in p.glob("*.npy")}
@@ -157,7 +200,7 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
     missing = [k for k in ("embeddings", "labels", "probs") if k not in arrays]
     if missing:
         raise DataError(f"{p} lacks {missing}; an embedding table needs embeddings, labels and probs")
-    names = arrays.get("class_names")
+    names = arrays.get("class_names") if class_names is None else class_names
     if texts is None and "texts" in arrays:
         texts = arrays["texts"].tolist()
     mapped = p.is_dir() and arrays["embeddings"].dtype == np.float32
@@ -166,6 +209,13 @@ def load_embedding_table(path: str | Path) -> EmbeddingTable:
         names, texts, name=p.name,
         embeddings_file=str((p / "embeddings.npy").resolve()) if mapped else None,
     )
+
+
+def pa_string(kind) -> bool:
+    """Whether a pyarrow type holds strings."""
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _load_npy(f: Path, mmap: bool = False) -> np.ndarray:
@@ -195,24 +245,37 @@ def _stack_lists(values, column: str, path: Path) -> np.ndarray:
         raise DataError(f"column '{column}' of {path} must hold lists of numbers ({e})") from e
 
 
-def load(path: str | Path) -> ArraySource | EmbeddingTable:
+def load(path: str | Path, columns: dict[str, str] | None = None, class_names=None, size: tuple[int, int] | None = None):
     """Open whatever `path` holds: .npz arrays, an image folder, or an embedding table.
 
     The word "digits" names the embedded digits' test split (seed 0); "digits:train",
     "digits:val" and "digits:test" name each split.
+
+    Args:
+        columns: an embedding table's column names, by role (`embedding`, `label`, `probs`,
+            `text`; see `load_embedding_table`).
+        class_names: one name per class, overriding any the data holds (not for image folders,
+            whose sub-folders name the classes, or the digits).
+        size: (height, width) to resize an image folder's images to.
     """
     if str(path) in ("digits", "digits:train", "digits:val", "digits:test"):
+        if columns or class_names is not None:
+            raise DataError("the digits have their own columns and class names")
         from faultlines.data.digits import digits
 
         return getattr(digits(), str(path).partition(":")[2] or "test")
     p = _existing(path)
-    if p.suffix == ".parquet":
-        return load_embedding_table(p)
+    table = p.suffix == ".parquet" or (p.suffix == ".npz" and {"embeddings", "probs"} <= set(_npz(p))) or (p.is_dir() and (p / "embeddings.npy").exists())
+    if table:
+        return load_embedding_table(p, **(columns or {}), class_names=class_names)
+    if columns:
+        raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col) are for an embedding table, not {p.name}")
     if p.suffix == ".npz":
-        keys = set(_npz(p))
-        return load_embedding_table(p) if {"embeddings", "probs"} <= keys else load_npz(p)
+        return load_npz(p, class_names=class_names)
     if p.is_dir():
-        return load_embedding_table(p) if (p / "embeddings.npy").exists() else image_folder(p)
+        if class_names is not None:
+            raise DataError(f"an image folder's sub-folders name its classes ({p}); rename them instead of giving class names")
+        return image_folder(p, size=size)
     raise DataError(f"do not know how to read {p}: give a .npz, a .parquet, or a folder")
 
 

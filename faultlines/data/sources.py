@@ -9,21 +9,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from faultlines.errors import DataError
+from faultlines.errors import DataError, first_line
 from faultlines.images import to_image_uint8
-from faultlines.types import Outputs, Preview, as_class_names, as_labels
+from faultlines.types import Outputs, Preview, as_class_names, encode_labels
 
 
 class Source:
     """A labelled data set: samples to feed a model, in batches, with previews for the report.
 
-    Subclasses set `name`, `class_names` (or None to number the classes) and `texts`
-    (one string per sample for text data, else None).
+    Subclasses set `name`, `class_names` (or None to number the classes), `texts` (one string
+    per sample for text data, else None) and `metadata` (a pyarrow Table of other facts about
+    each sample, one row per sample, kept beside the results; else None).
     """
 
     name: str = "data"
     class_names: tuple[str, ...] | None = None
     texts: list[str] | None = None
+    metadata: Any = None
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -58,10 +60,12 @@ class ArraySource(Source):
 
     Args:
         x: (N, ...) inputs, e.g. (N, C, H, W) images or (N, D) features; cast to float32.
-        y: (N,) integer class ids.
-        class_names: one name per class id; default "0", "1", ...
+        y: (N,) class ids, or class names of any dtype (strings...; see `types.encode_labels`).
+        class_names: one name per class id; default "0", "1", ... (the sorted names for named labels).
         name: what the report calls this data.
         texts: one string per sample for text data.
+        metadata: other facts about each sample (a source site, a file path...): a dict of
+            columns, a pandas DataFrame or a pyarrow Table with one row per sample.
     """
 
     def __init__(
@@ -71,9 +75,10 @@ class ArraySource(Source):
         class_names: Sequence[str] | None = None,
         name: str = "data",
         texts: Sequence[str] | None = None,
+        metadata: Any = None,
     ) -> None:
         x = np.asarray(x)
-        y = as_labels(y)
+        y, class_names = encode_labels(y, class_names)
         if x.ndim == 0:
             raise DataError(f"x must hold one row per sample, (N, ...), not a single value of shape {x.shape}")
         if len(x) != len(y):
@@ -95,6 +100,7 @@ class ArraySource(Source):
         self.x, self.y, self.name = x, y, name
         self.class_names = as_class_names(class_names)
         self.texts = list(texts) if texts is not None else None
+        self.metadata = as_metadata(metadata, len(y))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -122,6 +128,7 @@ class ArraySource(Source):
             self.class_names,
             name or self.name,
             [self.texts[i] for i in np.arange(len(self))[rows]] if self.texts is not None else None,
+            None if self.metadata is None else self.metadata.take(np.arange(len(self))[rows]),
         )
 
 
@@ -132,9 +139,11 @@ class TorchSource(Source):
         dataset: the dataset; `dataset[i]` must return (x, y).
         class_names: one name per class id; default: `dataset.classes` if it has them.
         name: what the report calls this data.
+        metadata: other facts about each sample, one row per sample (as for `ArraySource`).
     """
 
-    def __init__(self, dataset: torch.utils.data.Dataset, class_names: Sequence[str] | None = None, name: str = "data"):
+    def __init__(self, dataset: torch.utils.data.Dataset, class_names: Sequence[str] | None = None, name: str = "data",
+                 metadata: Any = None):
         try:
             n = len(dataset)  # type: ignore[arg-type]
         except TypeError as e:
@@ -144,6 +153,7 @@ class TorchSource(Source):
         self.dataset, self.name = dataset, name
         names = class_names if class_names is not None else getattr(dataset, "classes", None)
         self.class_names = as_class_names(names)
+        self.metadata = as_metadata(metadata, n)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -181,6 +191,11 @@ class EmbeddingTable:
         name: what the report calls this data.
         embeddings_file: the .npy file `embeddings` is memory-mapped from, if any: a run
             folder links to it rather than copying the embeddings.
+        metadata: other facts about each sample (a source site, a date...), one row per
+            sample, as for `ArraySource`; kept in the run's samples.parquet and shown in the report.
+
+    Labels may be class ids or class names of any dtype (`types.encode_labels`: strings are
+    mapped to `class_names`, or to the sorted distinct labels, one per column of `probs`).
     """
 
     embeddings: np.ndarray
@@ -190,12 +205,14 @@ class EmbeddingTable:
     texts: list[str] | None = None
     name: str = "data"
     embeddings_file: str | None = None
+    metadata: Any = None
 
     def __post_init__(self) -> None:
         for name in ("embeddings", "labels", "probs"):
             if np.ndim(getattr(self, name)) == 0:
                 raise DataError(f"{name} must hold one row per sample, not a single value")
-        self.class_names = as_class_names(self.class_names)
+        width = np.shape(self.probs)[1] if np.ndim(self.probs) == 2 else None
+        self.labels, self.class_names = encode_labels(self.labels, self.class_names, width)
         if self.texts is not None and (isinstance(self.texts, (str, bytes)) or np.ndim(self.texts) != 1):
             raise DataError("texts must be a list of strings, one per sample")
         n = len(self.labels)
@@ -206,6 +223,7 @@ class EmbeddingTable:
             )
         if self.texts is not None and len(self.texts) != n:
             raise DataError(f"texts has {len(self.texts)} entries but there are {n} samples")
+        self.metadata = as_metadata(self.metadata, n)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -216,6 +234,30 @@ class EmbeddingTable:
 
     def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
         return {int(i): self.texts[i] for i in indices} if self.texts is not None else {}
+
+
+def as_metadata(metadata: Any, n: int):
+    """`metadata` (a pyarrow Table, a pandas DataFrame or a dict of columns) as a pyarrow Table
+    of `n` rows with string column names, or None; a DataError when it cannot be one."""
+    if metadata is None:
+        return None
+    import pyarrow as pa
+
+    try:
+        if isinstance(metadata, pa.Table):
+            table = metadata
+        elif hasattr(metadata, "iloc") and hasattr(metadata, "columns"):  # a pandas DataFrame
+            table = pa.Table.from_pandas(metadata, preserve_index=False)
+        elif isinstance(metadata, dict):
+            table = pa.table({str(k): v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(v).tolist() if np.ndim(v) == 1 else v)
+                              for k, v in metadata.items()})
+        else:
+            raise DataError(f"metadata must be a dict of columns, a pandas DataFrame or a pyarrow Table, not {type(metadata).__name__}")
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise DataError(f"metadata must hold one value per sample in each column ({first_line(e)})") from e
+    if table.num_rows != n:
+        raise DataError(f"metadata has {table.num_rows} rows but there are {n} samples: give one row per sample")
+    return table.rename_columns([str(c) for c in table.column_names]) if table.num_columns else None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from faultlines.atomic import disk_error, write_file
+from faultlines.descriptions import mean_images
 from faultlines.images import to_image_uint8
 from faultlines.report import figures, sections
 from faultlines.significance import ranked, significant
@@ -22,6 +23,8 @@ _env = Environment(loader=PackageLoader("faultlines.report", "templates"), autoe
 #: usable (and a few MB) however large the run; the page says when a list is cut.
 MEMBER_ROWS = 2000
 PAGE_MEMBER_ROWS = 20_000
+#: Metadata columns a member table shows, at most (samples.parquet keeps them all).
+META_COLUMNS = 8
 #: Thumbnails the map can show on hover, at most.
 MAP_THUMBS = 5000
 
@@ -50,22 +53,51 @@ def _examples(result: ScanResult, mode: FailureMode) -> list[dict[str, Any]]:
     return [_example(i, label(i), names[int(table["pred"][i])], float("nan"), to_image_uint8(table["images"][i])) for i in typical]
 
 
-def _members(result: ScanResult, mode: FailureMode, budget: int) -> list[dict[str, Any]]:
+def _shown_metadata(result: ScanResult) -> list[str]:
+    """The metadata columns the member tables show: those of numbers, strings, booleans or dates, at most META_COLUMNS."""
+    import pyarrow as pa
+
+    if result.metadata is None:
+        return []
+    plain = lambda t: pa.types.is_primitive(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)  # noqa: E731
+    return [f.name for f in result.metadata.schema if plain(f.type)][:META_COLUMNS]
+
+
+def _members(result: ScanResult, mode: FailureMode, budget: int, meta: list[str]) -> list[dict[str, Any]]:
     """The rows of the mode's member table (most typical first, at most `budget`): row, label,
-    prediction, loss, weight, and a thumbnail or text where the run has one."""
+    prediction, loss, weight, the metadata columns `meta`, and a thumbnail or text where the run has one."""
     out, names = result.outputs, result.outputs.class_names
     if mode.source != out.source:
         return []
     rows = mode.members[:budget]
     weights = mode.weights[:budget] if mode.weights is not None else [None] * len(rows)
+    facts = {c: result.metadata.column(c).take(rows).to_pylist() for c in meta}
     listed = []
-    for i, w in zip(rows.tolist(), weights):
+    for k, (i, w) in enumerate(zip(rows.tolist(), weights)):
         preview = result.previews.get(i)
         listed.append({"row": i, "label": names[out.labels[i]], "pred": names[out.preds[i]], "loss": round(float(out.losses[i]), 4),
                        "weight": None if w is None else round(float(w), 4),
+                       "meta": [None if facts[c][k] is None else str(facts[c][k]) for c in meta],
                        "img": figures.image_uri(preview) if isinstance(preview, np.ndarray) else None,
                        "text": (result.texts[i] if result.texts is not None else preview if isinstance(preview, str) else None)})
     return listed
+
+
+def _description(result: ScanResult, mode: FailureMode) -> dict[str, Any] | None:
+    """The mode's description (`faultlines.descriptions`) as the card shows it, with its mean
+    image against its class's where the run keeps pictures."""
+    found = mode.evidence.get("description")
+    if not isinstance(found, dict) or not all(isinstance(found.get(k, []), list) for k in ("metadata", "words")):
+        return None  # none, or a run folder edited by hand
+    means = mean_images(mode, result.outputs, result.previews) if mode.source == result.outputs.source else None
+    images = None
+    if means is not None:
+        own, rest, name = means
+        to8 = lambda a: np.clip(a * 255, 0, 255).astype(np.uint8)  # noqa: E731
+        diff = own - rest
+        shade = np.clip(0.5 + (diff.mean(axis=2) if diff.ndim == 3 else diff), 0, 1)  # grey: no difference
+        images = {"mode": figures.image_uri(to8(own)), "rest": figures.image_uri(to8(rest)), "diff": figures.image_uri(to8(shade)), "class": name}
+    return found | {"images": images}
 
 
 def _fmt(value: Any) -> str:
@@ -74,13 +106,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _page_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as the page reads it: entries of another type than a run writes (a run
+    folder edited by hand) are left out rather than break the page."""
+    kinds = {"data": dict, "model": dict, "finders": list, "skipped": dict, "versions": dict, "confirm": dict}
+    page = {k: v for k, v in config.items() if k not in kinds or isinstance(v, kinds[k])}
+    page["finders"] = [f for f in page.get("finders", []) if isinstance(f, dict)]
+    return page
+
+
 def render(result: ScanResult) -> str:
     """The report page for `result`, as an HTML string."""
     out = result.outputs
     modes = []
     budget = PAGE_MEMBER_ROWS
+    meta = _shown_metadata(result)
     for mode in ranked(result.modes):
-        listed = _members(result, mode, min(MEMBER_ROWS, budget))
+        listed = _members(result, mode, min(MEMBER_ROWS, budget), meta)
         budget -= len(listed)
         ordered = [k for k in KEY_METRICS if k in mode.metrics] + sorted(k for k in mode.metrics if k not in KEY_METRICS)
         modes.append(
@@ -93,6 +135,7 @@ def render(result: ScanResult) -> str:
                 "confusions": mode.evidence.get("confusions", []),
                 "label_counts": list(mode.evidence.get("label_counts", {}).items())[:6],
                 "row": mode.glance(),
+                "description": _description(result, mode),
                 "members": listed,
                 "classes": sorted({r["label"] for r in listed}),
             }
@@ -101,8 +144,8 @@ def render(result: ScanResult) -> str:
     interactive = figures.interactive_map(out, ranked(result.modes), result.texts, seed=seed)
     return _env.get_template("report.html.j2").render(
         sections=sections.contexts(result),
-        config=result.config,
-        confirm=result.config.get("confirm"),
+        config=_page_config(result.config),
+        confirm=_page_config(result.config).get("confirm"),
         overview=out.overview(),
         modes=modes,
         confusion=figures.confusion_matrix(out),
@@ -112,6 +155,7 @@ def render(result: ScanResult) -> str:
         embedding_map=None if interactive else figures.embedding_map(out, result.modes, seed=seed),
         source=out.source,
         member_rows=MEMBER_ROWS,
+        meta_columns=meta,
     )
 
 

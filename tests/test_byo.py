@@ -1,0 +1,256 @@
+"""Bring your own model and data (issue 16): preprocessing and the input check, fixed-batch
+exported programs, factories in the current folder, tables with their own columns, labels and
+metadata, image folders read lazily with their paths, and modes described in words."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import faultlines as fl
+from faultlines.cli import app, usable_cpus
+from faultlines.errors import DataError, SettingsError
+from faultlines.model import save_checkpoint
+from faultlines.preprocess import Preprocess
+from faultlines.train import train_small_cnn
+from faultlines.types import encode_labels
+
+SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences"
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def command(*args, cwd=None, module=True):
+    """The real command in a new process: `python -m faultlines` or (module=False) the installed console script."""
+    program = [sys.executable, "-m", "faultlines"] if module else [str(Path(sys.executable).parent / "faultlines")]
+    return subprocess.run([*program, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+# -- preprocessing and the input check ---------------------------------------------------
+
+
+def test_preprocess_specs_parse_and_apply():
+    p = Preprocess.parse("imagenet resize=4x6")
+    assert p.mean == (0.485, 0.456, 0.406) and p.resize == (4, 6)
+    assert Preprocess.parse(p.describe()) == p
+    x = torch.full((2, 3, 8, 8), 0.5)
+    y = p(x)
+    assert y.shape == (2, 3, 4, 6) and torch.allclose(y[0, 0], torch.full((4, 6), (0.5 - 0.485) / 0.229))
+    assert Preprocess.parse("mean=0.5;std=0.25")(torch.ones(1, 1, 2, 2)).eq(2).all()
+    for bad in ("", "imagenette", "mean=a std=1", "mean=0.5", "resize=0", "std=0 mean=0", "colour=1"):
+        with pytest.raises(SettingsError):
+            Preprocess.parse(bad)
+    with pytest.raises(DataError, match="channels"):
+        Preprocess.parse("imagenet")(torch.ones(1, 2, 4, 4))
+
+
+@pytest.fixture(scope="module")
+def normalised_model(splits, tmp_path_factory):
+    """A SmallCNN trained on digits standardised with the training split's mean and std: the
+    file, the mean and std, and its accuracy on the test digits standardised the same way."""
+    mean, std = float(splits.train.x.mean()), float(splits.train.x.std())
+    norm = lambda s: fl.data.ArraySource((s.x - mean) / std, s.y, s.class_names)  # noqa: E731
+    model = train_small_cnn(norm(splits.train), norm(splits.val), seed=0)
+    path = tmp_path_factory.mktemp("normalised") / "model.pt"
+    save_checkpoint(model, path)
+    return path, mean, std, fl.probe(fl.Classifier(model), norm(splits.test), quiet=True).accuracy
+
+
+def test_a_normalised_model_warns_without_preprocess_and_matches_with_it(normalised_model, tmp_path):
+    path, mean, std, own = normalised_model
+    raw = command("scan", "--model", path, "--data", "digits", "--out", tmp_path / "raw", "--quiet")
+    assert raw.returncode == 0, raw.stderr
+    lines = raw.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: inputs may be scaled differently from training"), raw.stderr
+    assert "--preprocess mean=" in lines[0]
+    scanned = float(re.search(r"accuracy (\d\.\d+)", raw.stdout).group(1))
+    assert scanned < own - 0.05  # the silent wrong result the check is there for
+    record = json.loads((tmp_path / "raw" / "scan.json").read_text())
+    assert record["config"]["checks"]["inputs"]["rescaling"] == "standardised per channel"
+
+    fixed = command("scan", "--model", path, "--data", "digits", "--out", tmp_path / "fixed", "--preprocess", f"mean={mean} std={std}")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "warning" not in fixed.stderr
+    assert f"accuracy {own:.4f}" in fixed.stdout
+    # not a terminal: a line per stage with its time
+    for stage in ("input check", "probe", "spotlight", "significance", "writing the run folder and report"):
+        assert re.search(rf"^  {stage}: \d+\.\d s$", fixed.stderr, re.M), fixed.stderr
+    record = json.loads((tmp_path / "fixed" / "scan.json").read_text())
+    assert record["config"]["model"]["preprocess"] == Preprocess(mean=(mean,), std=(std,)).describe()
+    assert record["config"]["checks"]["inputs"] == "passed"
+
+
+def test_the_input_check_stays_quiet_for_a_model_given_what_it_was_trained_on(clf, splits):
+    from faultlines.probe import check_inputs
+
+    assert check_inputs(clf, splits.test) is None
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def test_a_fixed_batch_exported_program_runs_batch_by_batch(cnn, splits, tmp_path):
+    program = torch.export.export(cnn.eval(), (torch.from_numpy(splits.test.x[:7]),))
+    torch.export.save(program, tmp_path / "fixed.pt2")
+    loaded = fl.Classifier.load(tmp_path / "fixed.pt2", layer="fc1")
+    assert loaded.fixed_batch == 7
+    out = fl.probe(loaded, splits.test, batch_size=50, quiet=True)  # 360 rows: batches of 50, run 7 at a time
+    expected = fl.probe(fl.Classifier(cnn, layer="fc1"), splits.test, quiet=True)
+    assert np.allclose(out.probs, expected.probs, atol=1e-5) and np.allclose(out.embeddings, expected.embeddings, atol=1e-4)
+
+
+def test_a_factory_in_the_current_folder(cnn, tmp_path):
+    (tmp_path / "mynet.py").write_text("from faultlines.train import SmallCNN\n\ndef build():\n    return SmallCNN(**%r)\n" % dict(cnn.config))
+    (tmp_path / "broken.py").write_text("import a_package_that_is_not_installed\n\ndef build():\n    pass\n")
+    torch.save(cnn.state_dict(), tmp_path / "weights.pt")
+    # the console script (not `python -m`, which puts the current folder on the path itself)
+    ok = command("scan", "--model", "weights.pt", "--factory", "mynet:build", "--data", "digits", "--out", "run", "--quiet",
+                 cwd=tmp_path, module=False)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "run" / "report.html").is_file()
+    broken = command("scan", "--model", "weights.pt", "--factory", "broken:build", "--data", "digits", "--out", "run2",
+                     cwd=tmp_path, module=False)
+    assert broken.returncode == 2
+    assert broken.stderr.strip().splitlines() == [
+        "error: cannot import the factory 'broken:build': importing broken failed "
+        "(No module named 'a_package_that_is_not_installed'); install what it needs"]
+
+
+# -- tables, labels and metadata --------------------------------------------------------
+
+
+def test_labels_of_any_dtype_become_class_ids():
+    ids, names = encode_labels(np.array(["cat", "dog", "cat"]))
+    assert ids.tolist() == [0, 1, 0] and names == ("cat", "dog")
+    ids, names = encode_labels(np.array(["cat", "dog"]), ["dog", "cat", "eel"])
+    assert ids.tolist() == [1, 0] and names == ("dog", "cat", "eel")
+    assert encode_labels(np.array([2.0, 0.0]))[0].tolist() == [2, 0]
+    assert encode_labels(np.array([True, False]))[1] == ("False", "True")
+    with pytest.raises(DataError, match="not among the class names"):
+        encode_labels(np.array(["cat", "emu"]), ["cat", "dog"])
+    with pytest.raises(DataError, match="--class-names"):
+        encode_labels(np.array(["cat", "dog"]), num_classes=3)
+    with pytest.raises(DataError, match="missing"):
+        encode_labels(pa.array(["cat", None]))
+
+
+def test_string_labels_and_metadata_columns_survive_to_samples_and_report(test_outputs, tmp_path):
+    out = test_outputs
+    rng = np.random.default_rng(0)
+    names = [f"digit {i}" for i in range(10)]
+    site = rng.choice(["north", "south"], out.n)
+    pq.write_table(pa.table({"feat": list(out.embeddings), "p": list(out.probs), "y": np.array(names)[out.labels],
+                             "site": site, "pred": rng.integers(0, 3, out.n), "taken": pa.array(rng.random(out.n))}),
+                   tmp_path / "t.parquet")
+    result = run("scan", "--data", tmp_path / "t.parquet", "--out", tmp_path / "run", "--label-col", "y", "--embedding-col", "feat",
+                 "--probs-col", "p", "--class-names", ",".join(names), "--quiet")
+    assert result.exit_code == 0, result.output
+    samples = pq.read_table(tmp_path / "run" / "samples.parquet")
+    assert samples.column("label_name").to_pylist() == np.array(names)[out.labels].tolist()
+    assert samples.column("site").to_pylist() == site.tolist()
+    assert "meta.pred" in samples.column_names and "taken" in samples.column_names  # a clash keeps both
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<th>site</th>" in page and "digit 3" in page and '"north"' in page
+    again = fl.load_run(tmp_path / "run")
+    assert again.metadata.column("site").to_pylist() == site.tolist() and again.outputs.class_names == tuple(names)
+    assert again.to_pandas()["site"].tolist() == site.tolist()
+    # the column options name what is missing
+    missing = run("scan", "--data", tmp_path / "t.parquet", "--out", tmp_path / "bad", "--quiet")
+    assert missing.exit_code == 2 and "--label-col" in missing.stderr
+
+
+def test_an_embedding_table_with_defuse_is_one_line(tmp_path, test_outputs):
+    out = test_outputs
+    pq.write_table(pa.table({"embedding": list(out.embeddings), "probs": list(out.probs), "label": out.labels}), tmp_path / "t.parquet")
+    result = command("scan", "--data", tmp_path / "t.parquet", "--finders", "defuse", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: the defuse finder needs the model (clf=...; CLI: --model FILE) and image inputs of shape (N, C, H, W) "
+        "(data=...; CLI: --data with images)"]
+
+
+def test_an_image_folder_keeps_each_samples_path(splits, model_file, tmp_path):
+    root = tmp_path / "images"
+    for i in range(120):
+        folder = root / splits.test.class_names[splits.test.y[i]] if splits.test.class_names else root / str(splits.test.y[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((splits.test.x[i, 0] * 255).round().astype(np.uint8)).save(folder / f"img{i:03d}.png")
+    result = run("scan", "--model", model_file, "--data", root, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    paths = pq.read_table(tmp_path / "run" / "samples.parquet").column("path").to_pylist()
+    assert len(paths) == 120 and all((root / p).is_file() for p in paths)
+    members = pq.read_table(tmp_path / "run" / "members.parquet").column("row").to_pylist()
+    assert members and paths[members[0]] in (tmp_path / "run" / "report.html").read_text()  # members are listed with their paths
+
+
+# -- descriptions ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentences(sentiment_problem):
+    """The UCI sentences' test split as a table a model that fails on yelp would give: the
+    probabilities of 40% of the yelp sentences swapped (the planted site)."""
+    p = sentiment_problem
+    test = p.splits.test
+    out = fl.probe(fl.Classifier(p.model()), test, quiet=True)
+    site = np.array(p.facts["site"]["test"])
+    probs = out.probs.copy()
+    planted = (site == "yelp") & (np.random.default_rng(0).random(len(site)) < 0.4)
+    probs[planted] = probs[planted][:, ::-1]
+    columns = {"embedding": list(out.embeddings), "probs": list(probs), "label": np.array(["negative", "positive"])[out.labels],
+               "text": test.texts}
+    return columns, site
+
+
+def _top_mode(run_dir: Path) -> dict:
+    record = json.loads((run_dir / "scan.json").read_text())
+    modes = sorted(record["modes"], key=lambda m: (not m["evidence"]["significance"]["significant"], m["metrics"].get("q_value", 2)))
+    return modes[0]
+
+
+def test_on_the_sentences_the_top_mode_names_the_planted_site_or_its_words(sentences, tmp_path):
+    columns, site = sentences
+    pq.write_table(pa.table(columns | {"site": site}), tmp_path / "with.parquet")
+    pq.write_table(pa.table(columns), tmp_path / "without.parquet")
+    for name in ("with", "without"):
+        result = run("scan", "--data", tmp_path / f"{name}.parquet", "--out", tmp_path / name, "--quiet")
+        assert result.exit_code == 0, result.output
+    top = _top_mode(tmp_path / "with")
+    assert top["evidence"]["significance"]["significant"]
+    described = top["evidence"]["description"]
+    assert described["metadata"][0]["column"] == "site" and described["metadata"][0]["value"] == "= yelp"
+    assert "site = yelp" in top["summary"]
+    # without the column, the words that describe it are yelp's vocabulary
+    words = [w["word"] for w in _top_mode(tmp_path / "without")["evidence"]["description"]["words"][:3]]
+    assert len(words) == 3
+    texts = [t.lower() for t in columns["text"]]
+    for word in words:
+        has = np.array([re.search(rf"\b{re.escape(word)}\b", t) is not None for t in texts])
+        assert has[site == "yelp"].mean() > 2 * has[site != "yelp"].mean(), word
+
+
+def test_usable_cpus_reads_a_containers_quota(tmp_path):
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one thread
+    assert usable_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path) == (affinity if affinity < os.cpu_count() else None)
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cpus(tmp_path) == 1
