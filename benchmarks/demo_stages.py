@@ -1,12 +1,14 @@
 """The full demo's time per stage, here and (with --before REV) at an earlier commit, side by side.
 
-    python benchmarks/demo_stages.py [--before REV] [--repeats 1]
+    python benchmarks/demo_stages.py [--before REV] [--threads N]
 
 For each checkout (this one, and REV checked out into a temporary git worktree), in a fresh
 process each: the whole command `faultlines demo --finders all --density` (wall seconds), and
 the same steps through the Python API, each timed (training the CNN, training Defuse's VAE,
 each stage of `scan` from its recorded timings, writing the run folder with its report).
 Prints a markdown table: one row per stage, seconds before and after, and their ratio.
+`--threads N` runs both with OMP_NUM_THREADS=N (torch's thread pool), as on a machine that
+shows torch more CPUs than the process may use.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ print(json.dumps(seconds))
 """
 
 
-def measure(checkout: Path) -> dict[str, float]:
+def measure(checkout: Path, threads: int | None = None) -> dict[str, float]:
     """Seconds per stage in `checkout`, and the whole command's."""
-    env = os.environ | {"PYTHONPATH": str(checkout)}
+    env = os.environ | {"PYTHONPATH": str(checkout)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     found = json.loads(subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True,
                                       cwd=checkout).stdout.strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as out:
@@ -74,6 +76,7 @@ def measure(checkout: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="an earlier commit to compare with")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both runs")
     args = parser.parse_args()
     runs = {}
     if args.before:
@@ -81,11 +84,11 @@ def main() -> None:
             tree = Path(folder) / "before"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), args.before], cwd=ROOT, check=True)
             try:
-                runs["before"] = measure(tree)
+                runs["before"] = measure(tree, args.threads)
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
-    runs["now"] = measure(ROOT)
-    stages = list(dict.fromkeys(k for found in runs.values() for k in found))
+    runs["now"] = measure(ROOT, args.threads)
+    stages = list(dict.fromkeys([*runs["now"], *runs.get("before", {})]))
     head = " | ".join(f"{name} (s)" for name in runs) + (" | now / before" if len(runs) == 2 else "")
     print(f"| stage | {head} |\n|---|" + "---:|" * (len(runs) + (len(runs) == 2)))
     for stage in stages:

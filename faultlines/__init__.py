@@ -36,6 +36,7 @@ _EXPORTS = {
     "Spotlight": "faultlines.find",
     "VAE": "faultlines.generative",
     "Classifier": "faultlines.model",
+    "Preprocess": "faultlines.preprocess",
     "probe": "faultlines.probe",
     "report": "faultlines.report",
     "scan": "faultlines.scan",

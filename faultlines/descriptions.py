@@ -38,7 +38,8 @@ QUANTILES = (0.25, 0.5, 0.75)
 MIN_DOCS = 3
 #: Images: a region of the 3x3 grid is named when the mode's mean differs from the class mean by this much (of the pixel range).
 MIN_CONTRAST = 0.08
-GRID = ("top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right")
+GRID = ("in the top left", "at the top", "in the top right", "on the left", "in the centre", "on the right", "in the bottom left",
+        "at the bottom", "in the bottom right")
 
 
 def over_represented(inside: np.ndarray, size: int, total: np.ndarray, n: int) -> np.ndarray:
@@ -135,7 +136,7 @@ def describe_modes(modes: list[FailureMode], outputs: Outputs, *, texts: list[st
             parts.append("distinctive words: " + ", ".join(f"{r['word']} ({r['share_mode']:.0%} vs {r['share_all']:.0%})"
                                                             for r in terms[:SENTENCE_ITEMS + 2]))
         if image is not None and image.get("region"):
-            parts.append(f"{'brighter' if image['difference'] > 0 else 'darker'} than the mean {image['class']} in the {image['region']}")
+            parts.append(f"{'brighter' if image['difference'] > 0 else 'darker'} {image['region']} than the other {image['class']}s (mean images)")
         sentence = "; ".join(parts)
         evidence = dict(mode.evidence) | {"description": {"sentence": sentence, "metadata": found, "words": terms, "image": image,
                                                           "tried": tried, "alpha": alpha}}

@@ -254,3 +254,23 @@ def test_usable_cpus_reads_a_containers_quota(tmp_path):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert usable_cpus(tmp_path) == 1
+
+
+def test_descriptions_name_numbers_and_image_regions(test_outputs, splits):
+    from faultlines.descriptions import describe_modes
+
+    out = test_outputs
+    threes = np.flatnonzero(out.labels == 3)
+    mode = fl.FailureMode("m-0", "test", "some 3s", threes[:12])
+    previews = {i: (splits.test.x[i, 0] * 255).astype(np.uint8) for i in range(out.n)}
+    for i in threes[:12]:  # the mode's 3s have a bright top-left corner
+        previews[i] = previews[i].copy()
+        previews[i][:5, :5] = 255
+    # a number column: the mode's rows all have the largest values
+    hours = np.arange(out.n, dtype=np.float64)
+    hours[threes[:12]] = 10_000 + np.arange(12)
+    (described,) = describe_modes([mode], out, metadata=pa.table({"hours": hours}), previews=previews)
+    found = described.evidence["description"]
+    assert found["image"]["region"] == "in the top left" and found["image"]["difference"] > 0
+    assert "brighter in the top left than the other 3s" in described.summary
+    assert found["metadata"][0]["column"] == "hours" and found["metadata"][0]["value"].startswith("in [") and found["metadata"][0]["lift"] > 3

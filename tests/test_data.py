@@ -109,6 +109,9 @@ def test_image_folder_errors(tmp_path):
     _write_images(tmp_path, [("a", (5, 4))])  # the broken one is no longer the first image: found when read
     with pytest.raises(DataError, match="broken.png"):
         image_folder(tmp_path).arrays()
+    with pytest.raises(DataError, match=r"^cannot read image \S+broken.png") as found:  # read in a worker process: the same one line
+        list(image_folder(tmp_path).batches(2, num_workers=1))
+    assert "\n" not in str(found.value)
 
 
 def test_embedding_table_from_parquet_and_folder(tmp_path):

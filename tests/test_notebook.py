@@ -63,6 +63,12 @@ def test_a_dataframe_of_outputs_is_an_embedding_table():
     wide = pd.DataFrame({"e0": rng.normal(size=50), "e1": rng.normal(size=50), "y": frame["y"],
                          "p0": probs[:, 0], "p1": probs[:, 1], "p2": probs[:, 2]})
     assert fl.data.from_pandas(wide, embedding=["e0", "e1"], label="y", probs=["p0", "p1", "p2"]).to_outputs().embeddings.shape == (50, 2)
+    # other columns are the metadata; string labels become class ids; a column of mixed objects is left out, with a warning
+    extra = frame.assign(y=np.array(["a", "b", "c"])[frame["y"]], site=["x", "y"] * 25, odd=[1, "one"] * 25)
+    with pytest.warns(fl.errors.InputWarning, match="'odd'"):
+        named = fl.data.from_pandas(extra, embedding="emb", label="y", probs="p")
+    assert named.metadata.column_names == ["sentence", "site"] and named.class_names == ("a", "b", "c")
+    assert np.array_equal(named.labels, frame["y"].to_numpy())
     with pytest.raises(DataError, match="no column"):
         fl.data.from_pandas(frame, embedding="missing", label="y", probs="p")
     ragged = frame.copy()

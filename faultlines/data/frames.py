@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from faultlines.data.sources import ArraySource, EmbeddingTable
-from faultlines.errors import DataError
+from faultlines.errors import DataError, InputWarning
 
 
 def _vectors(frame, columns: str | Sequence[str], what: str) -> np.ndarray:
@@ -43,11 +43,15 @@ def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str 
         frame: a pandas DataFrame.
         embedding: the column holding each row's embedding (an array or list), or the names of
             numeric columns that together form it.
-        label: the column of integer class ids.
+        label: the column of labels: class ids, or class names of any type (`types.encode_labels`).
         probs: the column of each row's predicted probabilities (array or list), or one numeric
             column per class.
         text: a column of texts the report shows, if any.
-        class_names: one name per class; default "0", "1", ...
+        class_names: one name per class; default "0", "1", ... (the sorted names for named labels).
+
+    Every other column is kept as the samples' metadata (shown in the report, used to describe
+    the modes); a column that cannot be stored as a table column (Python objects of mixed
+    types) is left out with an `InputWarning` naming it.
 
     Raises:
         DataError: a column is missing, ragged or not numeric.
@@ -65,7 +69,24 @@ def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str 
         raise DataError(f"the DataFrame has no column {missing}; its columns are {list(map(str, frame.columns))}")
     texts = frame[text].astype(str).tolist() if text else None
     return EmbeddingTable(_vectors(frame, embedding, "embedding"), frame[label].to_numpy(), _vectors(frame, probs, "probs"),
-                          class_names, texts, name=name)
+                          class_names, texts, name=name, metadata=_metadata(frame, set(wanted)))
+
+
+def _metadata(frame, used: set) -> Any:
+    """The columns of `frame` not in `used`, as a pyarrow Table (None if there are none)."""
+    import warnings
+
+    import pyarrow as pa
+
+    kept = {}
+    for column in frame.columns:
+        if column in used:
+            continue
+        try:
+            kept[str(column)] = pa.Array.from_pandas(frame[column])
+        except (pa.ArrowException, TypeError, ValueError):
+            warnings.warn(f"column {column!r} holds values of mixed types and is not kept as metadata", InputWarning, stacklevel=3)
+    return pa.table(kept) if kept else None
 
 
 def from_hf(dataset, image: str | None = "image", label: str = "label", text: str | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faultlines.errors import DataError, first_line
+from faultlines.errors import DataError, FaultlinesError, first_line
 from faultlines.images import to_image_uint8
 from faultlines.types import Outputs, Preview, as_class_names, encode_labels
 
@@ -167,8 +167,15 @@ class TorchSource(Source):
             pin_memory=num_workers > 0 and torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(seed) if shuffle else None,
         )
-        for x, y in loader:
-            yield torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+        try:
+            for x, y in loader:
+                yield torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+        except FaultlinesError as e:
+            message = str(e).strip()
+            if "DataLoader worker" not in message:
+                raise
+            # raised in a worker process: torch puts the worker's traceback around the message
+            raise type(e)(message.splitlines()[-1].partition(": ")[2]) from None
 
     def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
         images = {int(i): to_image_uint8(np.asarray(self.dataset[int(i)][0])) for i in indices}

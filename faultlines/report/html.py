@@ -87,8 +87,13 @@ def _description(result: ScanResult, mode: FailureMode) -> dict[str, Any] | None
     """The mode's description (`faultlines.descriptions`) as the card shows it, with its mean
     image against its class's where the run keeps pictures."""
     found = mode.evidence.get("description")
-    if not isinstance(found, dict) or not all(isinstance(found.get(k, []), list) for k in ("metadata", "words")):
-        return None  # none, or a run folder edited by hand
+    try:  # as the card reads it; a run folder edited by hand may hold anything here
+        rows = lambda key, name: [{name: str(r[name]), **{k: float(r[k]) for k in ("share_mode", "share_all", "lift", "p_value")}}  # noqa: E731
+                                  | ({"column": str(r["column"])} if key == "metadata" else {}) for r in found.get(key) or []]
+        found = {"metadata": rows("metadata", "value"), "words": rows("words", "word"),
+                 "tried": int(found.get("tried") or 0), "alpha": float(found.get("alpha") or 0.05)}
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
     means = mean_images(mode, result.outputs, result.previews) if mode.source == result.outputs.source else None
     images = None
     if means is not None:
