@@ -186,10 +186,13 @@ def test_an_embedding_table_with_defuse_is_one_line(tmp_path, test_outputs):
 def test_an_image_folder_keeps_each_samples_path(splits, model_file, tmp_path):
     root = tmp_path / "images"
     for i in range(120):
-        folder = root / splits.test.class_names[splits.test.y[i]] if splits.test.class_names else root / str(splits.test.y[i])
+        folder = root / str(splits.test.y[i])
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((splits.test.x[i, 0] * 255).round().astype(np.uint8)).save(folder / f"img{i:03d}.png")
-    result = run("scan", "--model", model_file, "--data", root, "--out", tmp_path / "run", "--quiet")
+        image = Image.fromarray((splits.test.x[i, 0] * 255).round().astype(np.uint8))
+        (image.resize((20, 20)) if i == 7 else image).save(folder / f"img{i:03d}.png")  # one image of another size
+    odd = run("scan", "--model", model_file, "--data", root, "--out", tmp_path / "odd", "--quiet")
+    assert odd.exit_code == 2 and "--preprocess resize=H,W" in odd.stderr and "img007.png is 20x20" in odd.stderr
+    result = run("scan", "--model", model_file, "--data", root, "--out", tmp_path / "run", "--quiet", "--preprocess", "resize=16,16")
     assert result.exit_code == 0, result.output
     paths = pq.read_table(tmp_path / "run" / "samples.parquet").column("path").to_pylist()
     assert len(paths) == 120 and all((root / p).is_file() for p in paths)
