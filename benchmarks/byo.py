@@ -4,7 +4,9 @@
 
 1. The input check: a SmallCNN trained on digits standardised with the training split's mean
    and std, scanned on the raw digits (as a user who forgot the normalisation would) and with
-   `preprocess=` that normalisation: the accuracy of each, and what the check found.
+   `preprocess=` that normalisation: the accuracy of each, and what the check found. Then a
+   SmallCNN trained on the raw digits, with its validation accuracy as its checkpoint records
+   it, on the test digits and on them upside down (which no rescaling undoes).
 2. Descriptions: the UCI sentences' test split (MiniLM embeddings, the benchmark's text
    problem, seed 0) as a table a model that fails on yelp would give (the probabilities of 40%
    of the yelp sentences swapped), scanned with a `site` column and without it: the top mode's
@@ -22,6 +24,8 @@ import numpy as np
 import faultlines as fl
 from faultlines.bench.text import sentiment
 from faultlines.errors import InputWarning
+from faultlines.model import expectation
+from faultlines.probe import check_inputs
 from faultlines.significance import ranked
 from faultlines.train import train_small_cnn
 
@@ -39,6 +43,14 @@ def input_check() -> None:
             result = fl.scan(fl.Classifier(model, preprocess=steps), splits, "spotlight", quiet=True)
         said = next((str(w.message) for w in caught if issubclass(w.category, InputWarning)), "passed")
         print(f"| {name} | {result.outputs.accuracy:.4f} | {said} |")
+    # what no rescaling undoes, caught against what the checkpoint records of the model's validation data
+    plain = train_small_cnn(splits.train, splits.val, seed=0)
+    expected = expectation(fl.probe(fl.Classifier(plain), splits.val, quiet=True))
+    flipped = fl.data.ArraySource(splits.test.x[:, :, ::-1].copy(), splits.test.y, splits.test.class_names)
+    for name, data in (("the demo's model (checkpoint records its validation accuracy) on the test digits", splits.test),
+                       ("the same model on the test digits upside down", flipped)):
+        found = check_inputs(fl.Classifier(plain, expected=expected), data)
+        print(f"| {name} | {fl.probe(fl.Classifier(plain), data, quiet=True).accuracy:.4f} | {found['message'] if found else 'passed'} |")
 
 
 def descriptions(folder: Path) -> None:

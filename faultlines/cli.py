@@ -163,7 +163,8 @@ def demo(
 def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float, show_all: bool, seed: int, quiet: bool) -> None:
     from faultlines.data.digits import CLASS_NAMES, digits
     from faultlines.generative import VAE
-    from faultlines.model import Classifier, checkpoint_bytes
+    from faultlines.model import Classifier, checkpoint_bytes, expectation
+    from faultlines.probe import probe
     from faultlines.scan import scan
     from faultlines.progress import stage
     from faultlines.train import train_small_cnn
@@ -181,7 +182,8 @@ def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float
     _status(f"scanning {len(splits.test)} test digits with {', '.join(f.name for f in found)}", quiet)
     result = scan(clf, splits, found, strict=spec != "all", confirm=confirm, alpha=alpha, quiet=quiet, seed=seed)
     result.config["data"] |= {"spec": "digits"}
-    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES), show_all, quiet=quiet)
+    expected = expectation(probe(clf, splits.val, quiet=True))  # kept in the checkpoint for later scans' input check
+    _save(result, out, found, checkpoint_bytes(model, CLASS_NAMES, expected), show_all, quiet=quiet)
 
 
 @app.command("scan")

@@ -73,6 +73,9 @@ class Classifier:
             "imagenet" or "mean=0.5 std=0.25 resize=32" (`faultlines.preprocess`), or any callable.
         class_names: one name per class id; default "0", "1", ...
         device: where to run the module ("cpu", "cuda", "cuda:1", "mps"; None: the best available).
+        expected: what the model scored on its own held-out data ({"accuracy", "confidence",
+            "rows"}), as a faultlines checkpoint records it; the input check
+            (`faultlines.probe.check_inputs`) compares the scanned data's first batch with it.
 
     Raises:
         LayerNotFoundError: `layer` is not a sub-module, or there is no `nn.Linear` to default to.
@@ -86,12 +89,14 @@ class Classifier:
         preprocess: Callable[[torch.Tensor], torch.Tensor] | str | None = None,
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = "cpu",
+        expected: dict[str, float] | None = None,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise ModelError(f"expected a torch nn.Module, got {type(module).__name__}")
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.preprocess = as_preprocess(preprocess)
+        self.expected = _expectation(expected)
         #: the one batch size an exported program with a static batch dimension takes (None: any)
         self.fixed_batch = fixed_batch(module)
         self.class_names = as_class_names(class_names)
@@ -213,8 +218,9 @@ class Classifier:
         A pickled module is refused unless `trust_pickle=True`, since unpickling can run
         arbitrary code. Other keyword arguments go to `Classifier`.
         """
-        module, names = load_module(path, factory, trust_pickle)
+        module, names, expected = _load(path, factory, trust_pickle)
         kwargs.setdefault("class_names", names)
+        kwargs.setdefault("expected", expected)
         return cls(module, **kwargs)
 
 
@@ -275,10 +281,13 @@ def _import(spec: str) -> Callable[..., nn.Module]:
     return getattr(module, attr)
 
 
-def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names: Sequence[str] | None = None) -> None:
+def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names: Sequence[str] | None = None,
+                    expected: dict[str, float] | None = None) -> None:
     """Save a faultlines model (one with a `config` dict of its constructor arguments).
 
-    The file holds only tensors, strings and numbers, so it loads with weights_only=True.
+    `expected`: what the model scored on its held-out data ({"accuracy", "confidence", "rows"};
+    `expectation` computes it), for the input check of later scans. The file holds only
+    tensors, strings and numbers, so it loads with weights_only=True.
     """
     config = getattr(module, "config", None)
     if config is None:
@@ -292,12 +301,31 @@ def save_checkpoint(module: nn.Module, path: str | Path | BinaryIO, class_names:
             "kwargs": dict(config),
             "state_dict": module.state_dict(),
             "class_names": list(class_names) if class_names is not None else None,
+            "expected": _expectation(expected),
         },
         path,
     )
 
 
-def checkpoint_bytes(module: nn.Module, class_names: Sequence[str] | None = None) -> bytes:
+def expectation(outputs) -> dict[str, float]:
+    """What a checkpoint records of how the model did on held-out `outputs` (its validation
+    data): accuracy, mean confidence (the top probability), and how many rows."""
+    return {"accuracy": float(outputs.accuracy), "confidence": float(outputs.probs.max(axis=1).mean()), "rows": float(outputs.n)}
+
+
+def _expectation(expected: Any) -> dict[str, float] | None:
+    """`expected` with its three numbers checked (None when absent or not as a checkpoint writes it)."""
+    if not isinstance(expected, dict):
+        return None
+    try:
+        found = {k: float(expected[k]) for k in ("accuracy", "confidence", "rows")}
+    except (KeyError, TypeError, ValueError):
+        return None
+    ok = 0 <= found["accuracy"] <= 1 and 0 <= found["confidence"] <= 1 and found["rows"] >= 1
+    return found if ok else None
+
+
+def checkpoint_bytes(module: nn.Module, class_names: Sequence[str] | None = None, expected: dict[str, float] | None = None) -> bytes:
     """A model as the bytes of a file `load_module` reads back: TorchScript stays TorchScript, a
     faultlines model (one with a `config`) becomes a checkpoint, any other module a state dict
     (rebuilt on loading by the same factory)."""
@@ -305,7 +333,7 @@ def checkpoint_bytes(module: nn.Module, class_names: Sequence[str] | None = None
     if isinstance(module, torch.jit.ScriptModule):
         torch.jit.save(module, buf)
     elif getattr(module, "config", None) is not None:
-        save_checkpoint(module, buf, class_names)
+        save_checkpoint(module, buf, class_names, expected)
     else:
         torch.save(module.state_dict(), buf)
     return buf.getvalue()
@@ -315,6 +343,13 @@ def load_module(
     path: str | Path, factory: Callable[[], nn.Module] | str | None = None, trust_pickle: bool = False
 ) -> tuple[nn.Module, tuple[str, ...] | None]:
     """The module stored at `path`, and its class names if the file records them (see `Classifier.load`)."""
+    return _load(path, factory, trust_pickle)[:2]
+
+
+def _load(
+    path: str | Path, factory: Callable[[], nn.Module] | str | None = None, trust_pickle: bool = False
+) -> tuple[nn.Module, tuple[str, ...] | None, dict[str, float] | None]:
+    """`load_module`, and what the file records of the model's held-out scores (faultlines checkpoints)."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"no such model file: {p}")
@@ -327,12 +362,12 @@ def load_module(
             # unflatten restores the module hierarchy, so forward hooks reach named layers
             with warnings.catch_warnings(), _quiet_logger("torch.export"):  # torch.export's notices about its own future
                 warnings.simplefilter("ignore", FutureWarning)
-                return torch.export.unflatten(torch.export.load(p)), None
+                return torch.export.unflatten(torch.export.load(p)), None, None
         except Exception as e:  # torch.export raises many types for a bad archive
             raise ModelError(f"cannot load the exported program {p} ({first_line(e)})") from e
     if any("/code/" in n for n in names):
         try:
-            return torch.jit.load(str(p), map_location="cpu"), None
+            return torch.jit.load(str(p), map_location="cpu"), None, None
         except Exception as e:  # a damaged TorchScript archive fails in the loader or in the code it holds
             raise ModelError(f"cannot load the TorchScript file {p} ({first_line(e)})") from e
     try:
@@ -352,7 +387,7 @@ def load_module(
     except Exception as e:  # a damaged file: torch.load raises RuntimeError, EOFError, KeyError, ...
         raise ModelError(f"cannot read {p} as a torch model file ({first_line(e)})") from e
     if isinstance(obj, nn.Module):
-        return obj, None
+        return obj, None, None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         spec, kwargs, state = obj.get("factory"), obj.get("kwargs"), obj.get("state_dict")
         if not isinstance(spec, str) or not isinstance(kwargs, dict) or not isinstance(state, dict):
@@ -362,7 +397,7 @@ def load_module(
         module = _build(_import(spec), spec, kwargs)
         _load_state(module, state, p)
         names = obj.get("class_names")
-        return module, as_class_names(names) if names else None
+        return module, as_class_names(names) if names else None, _expectation(obj.get("expected"))
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if factory is None:
             raise ModelError(
@@ -371,7 +406,7 @@ def load_module(
             )
         module = _build(_import(factory) if isinstance(factory, str) else factory, factory, {})
         _load_state(module, obj, p)
-        return module, None
+        return module, None, None
     raise ModelError(f"{p} holds a {type(obj).__name__}, not a model, a state dict or a faultlines checkpoint")
 
 

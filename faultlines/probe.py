@@ -138,6 +138,9 @@ RESCALINGS = {
 CHECK_GAIN = 0.02
 #: ... and a one-sided sign test on the inputs only one of the two gets right gives at most this p-value.
 CHECK_P = 1e-3
+#: It also warns when the first inputs' accuracy is this far below what the model's checkpoint records
+#: (`Classifier.expected`) and a one-sided binomial test gives at most CHECK_P.
+CHECK_BELOW = 0.1
 
 
 def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
@@ -148,6 +151,9 @@ def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
     When a rescaling gets at least `CHECK_GAIN` more of them right, and a one-sided sign test
     on the inputs only one of the two gets right says it is no chance (p <= `CHECK_P`), the
     inputs are likely scaled differently from training (a missing normalisation, 0-255 pixels).
+    Where the model's checkpoint records its accuracy on its own validation data
+    (`Classifier.expected`), an accuracy `CHECK_BELOW` or more below it (binomial p <= `CHECK_P`)
+    is a finding too: something no rescaling undoes (a channel order, a resize, other data).
 
     Returns:
         None when nothing is off; else the finding: `message` (one line), the accuracy and mean
@@ -182,15 +188,27 @@ def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
             return None  # the model cannot take a rescaled batch (integer inputs, say): the probe itself says what is wrong
         finally:
             clf.preprocess = original
-    if best is None:
+    expected, below = clf.expected, None
+    if expected is not None and expected["accuracy"] - given.mean() >= CHECK_BELOW:
+        below = float(stats.binomtest(int(given.sum()), len(given), expected["accuracy"], alternative="less").pvalue)
+        below = below if below <= CHECK_P else None
+    if best is None and below is None:
         return None
     channel = lambda t: ",".join(f"{v:.3g}" for v in t.flatten().tolist()[:4])  # noqa: E731
-    finding = best | {"rows": len(y), "accuracy": float(given.mean()), "confidence": confidence,
-                      "input_mean": channel(mean), "input_std": channel(std)}
-    advice = (f"--preprocess mean={channel(mean)} std={channel(std)}" if best["rescaling"].startswith("standardised")
-              else "--preprocess with the model's normalisation")
-    finding["message"] = (f"inputs may be scaled differently from training: the model gets {finding['accuracy']:.1%} of the first "
-                          f"{len(y)} right as given (mean confidence {confidence:.2f}) but {best['accuracy_rescaled']:.1%} with them "
-                          f"{best['rescaling']} (confidence {best['confidence_rescaled']:.2f}); give the model's preprocessing "
-                          f"({advice}; preprocess= in the API)")
+    finding = (best or {}) | {"rows": len(y), "accuracy": float(given.mean()), "confidence": confidence,
+                              "input_mean": channel(mean), "input_std": channel(std), "expected": expected, "p_below_expected": below}
+    recorded = (f"; its checkpoint records {expected['accuracy']:.1%} (confidence {expected['confidence']:.2f}) on its own "
+                f"validation data" if expected is not None else "")
+    if best is not None:
+        advice = (f"--preprocess mean={channel(mean)} std={channel(std)}" if best["rescaling"].startswith("standardised")
+                  else "--preprocess with the model's normalisation")
+        finding["message"] = (f"inputs may be scaled differently from training: the model gets {finding['accuracy']:.1%} of the first "
+                              f"{len(y)} right as given (mean confidence {confidence:.2f}) but {best['accuracy_rescaled']:.1%} with them "
+                              f"{best['rescaling']} (confidence {best['confidence_rescaled']:.2f}){recorded}; give the model's "
+                              f"preprocessing ({advice}; preprocess= in the API)")
+    else:
+        finding["message"] = (f"inputs may be scaled differently from training, or not be what the model was trained on: it gets "
+                              f"{finding['accuracy']:.1%} of the first {len(y)} right (mean confidence {confidence:.2f}){recorded} "
+                              f"(binomial p = {below:.2g}); check the preprocessing (--preprocess; preprocess= in the API), "
+                              "the channel order and the labels")
     return finding

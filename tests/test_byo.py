@@ -100,6 +100,20 @@ def test_the_input_check_stays_quiet_for_a_model_given_what_it_was_trained_on(cl
     assert check_inputs(clf, splits.test) is None
 
 
+def test_the_input_check_compares_with_what_the_checkpoint_records(cnn, splits, tmp_path):
+    from faultlines.model import expectation
+    from faultlines.probe import check_inputs
+
+    save_checkpoint(cnn, tmp_path / "m.pt", expected=expectation(fl.probe(fl.Classifier(cnn), splits.val, quiet=True)))
+    loaded = fl.Classifier.load(tmp_path / "m.pt")
+    assert loaded.expected["accuracy"] > 0.9 and loaded.expected["rows"] == len(splits.val)
+    assert check_inputs(loaded, splits.test) is None
+    upside_down = fl.data.ArraySource(splits.test.x[:, :, ::-1].copy(), splits.test.y)  # no rescaling undoes it
+    found = check_inputs(loaded, upside_down)
+    assert found is not None and "rescaling" not in found and found["p_below_expected"] <= 1e-3
+    assert "its checkpoint records" in found["message"] and found["accuracy"] < loaded.expected["accuracy"] - 0.1
+
+
 # -- models ------------------------------------------------------------------------------
 
 
