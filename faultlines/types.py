@@ -405,7 +405,7 @@ class ScanResult:
 
     def _repr_html_(self) -> str:
         """The summary a notebook shows: accuracy, and a table of the modes (significant first)
-        with their tested error rate and interval, lift, q-value and a typical member."""
+        with their tested error rate and interval, lift, q-value, description and a typical member."""
         from faultlines.images import png_bytes
 
         out = self.outputs
@@ -424,11 +424,18 @@ class ScanResult:
             confusion = f"{html.escape(str(a))} &rarr; {html.escape(str(b))} ({int(n)})" if g["confusion"] else ""
             rows.append(f"<tr><td>{html.escape(mode.id)}</td><td>{g['size']}</td><td>{number(g['rate'], '.2f')}</td><td>{interval}</td>"
                         f"<td>{number(g['lift'], '.2f')}</td><td>{number(g['q'], '.2g')}</td><td>{'yes' if g['significant'] else 'no'}</td>"
-                        f"<td>{confusion}</td><td>{shown}</td></tr>")
+                        f"<td>{confusion}</td><td>{html.escape(described(mode))}</td><td>{shown}</td></tr>")
         head = "".join(f"<th>{h}</th>" for h in ("mode", "size", "error rate", "interval", "lift", "q", "significant",
-                                                 "commonest confusion", "typical"))
+                                                 "commonest confusion", "description", "typical"))
         return (f"<div><b>faultlines scan</b>: accuracy {out.accuracy:.4f} on {out.n} {html.escape(out.source)} samples, "
                 f"{len(self.modes)} modes<table><tr>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def described(mode: FailureMode, limit: int = 160) -> str:
+    """The mode's description sentence (`faultlines.descriptions`), cut at `limit` characters; "" without one."""
+    found = mode.evidence.get("description")
+    sentence = str(found.get("sentence") or "") if isinstance(found, dict) else ""
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 
 def significant(mode: FailureMode) -> bool:

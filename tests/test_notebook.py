@@ -41,10 +41,11 @@ def test_html_views_show_the_modes_and_escape_names(result):
     mode = result.modes[0]
     assert mode.id in mode._repr_html_() and str(int(mode.members[0])) in mode._repr_html_()
     hostile = fl.FailureMode("x-0", "x", "<script>alert(1)</script>", np.arange(3),
-                             evidence={"confusions": [["<blink>", "c", 2]]})
+                             evidence={"confusions": [["<blink>", "c", 2]], "description": {"sentence": "site = <b>north</b>"}})
     assert "<script>" not in hostile._repr_html_()
     mixed = fl.types.ScanResult(result.outputs, [hostile])
     assert "<blink>" not in mixed._repr_html_() and "&lt;blink&gt;" in mixed._repr_html_()
+    assert "site = &lt;b&gt;north&lt;/b&gt;" in mixed._repr_html_()  # the description, escaped
 
 
 # -- data from DataFrames and Hugging Face datasets ------------------------------------------------
