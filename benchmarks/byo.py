@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 import faultlines as fl
-from faultlines.bench.text import sentiment
+from faultlines.bench.text import failing_site, sentiment
 from faultlines.errors import InputWarning
 from faultlines.model import expectation
 from faultlines.probe import check_inputs
@@ -54,18 +54,11 @@ def input_check() -> None:
 
 
 def descriptions(folder: Path) -> None:
-    problem = sentiment(folder, seed=0)
-    test = problem.splits.test
-    out = fl.probe(fl.Classifier(problem.model()), test, quiet=True)
-    site = np.array(problem.facts["site"]["test"])
-    probs = out.probs.copy()
-    planted = (site == "yelp") & (np.random.default_rng(0).random(len(site)) < 0.4)
-    probs[planted] = probs[planted][:, ::-1]
+    table, site, planted = failing_site(sentiment(folder, seed=0))
     print(f"\n{len(site)} test sentences; {planted.sum()} yelp sentences given swapped probabilities\n")
     print("| table | top mode | members (yelp share) | held-out q | description |\n|---|---|---:|---:|---|")
     for name, metadata in (("with a site column", {"site": site}), ("without it", None)):
-        table = fl.data.EmbeddingTable(out.embeddings, out.labels, probs, ("negative", "positive"), texts=test.texts, metadata=metadata)
-        top = ranked(fl.scan(None, table, "spotlight", quiet=True).modes)[0]
+        top = ranked(fl.scan(None, replace(table, metadata=metadata), "spotlight", quiet=True).modes)[0]
         print(f"| {name} | {top.id} | {len(top.members)} ({(site[top.members] == 'yelp').mean():.0%}) | {top.metrics.get('q_value', float('nan')):.2g} "
               f"| {top.evidence['description']['sentence']} |")
 

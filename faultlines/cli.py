@@ -19,7 +19,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 
 from faultlines.atomic import lock, make_temporary
-from faultlines.errors import INTERRUPTED, DataError, FaultlinesError, ModelError, RunDirError, SettingsError
+from faultlines.errors import INTERRUPTED, DataError, FaultlinesError, InputWarning, ModelError, RunDirError, SettingsError
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -165,8 +165,8 @@ def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float
     from faultlines.generative import VAE
     from faultlines.model import Classifier, checkpoint_bytes, expectation
     from faultlines.probe import probe
-    from faultlines.scan import scan
     from faultlines.progress import stage
+    from faultlines.scan import scan
     from faultlines.train import train_small_cnn
 
     splits = digits(seed=seed)
@@ -225,7 +225,7 @@ def scan_command(
     quiet: Quiet = False,
 ) -> None:
     """Scan a model on data for failure modes and write a run folder with its report."""
-    from faultlines.data.files import load, load_mask
+    from faultlines.data.files import COLUMNS, load, load_mask
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
     from faultlines.model import Classifier, load_module, resolve_device
@@ -237,8 +237,8 @@ def scan_command(
     steps = Preprocess.parse(preprocess) if preprocess is not None else None
     if steps is not None and model is None:
         raise SettingsError("--preprocess is for the model's inputs; an embedding table needs no model")
-    columns = {k: v for k, v, default in (("label", label_col, "label"), ("embedding", embedding_col, "embedding"),
-                                          ("probs", probs_col, "probs"), ("text", text_col, "text")) if v != default}
+    given = {"embedding": embedding_col, "label": label_col, "probs": probs_col, "text": text_col}
+    columns = {role: name for role, name in given.items() if name != COLUMNS[role]}
     names = [n.strip() for n in class_names.split(",")] if class_names is not None else None
     read = lambda spec: load(spec, columns=columns, class_names=names, size=steps.resize if steps else None)  # noqa: E731
     spec = _finder_spec(finders, density)
@@ -288,8 +288,7 @@ def scan_command(
                           strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers, check_inputs=check_inputs,
                           amp=amp, engine=engine, ray_address=ray_address,
                           embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
-            result.config["data"] |= {"spec": data, "train": train, "val": val}
-            result.config["data"] |= {"columns": columns, "class_names": names}
+            result.config["data"] |= {"spec": data, "train": train, "val": val, "columns": columns, "class_names": names}
             if result.config["model"] is not None:
                 result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
             _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype, quiet)
@@ -365,12 +364,10 @@ def _fix_data(result: ScanResult, train: str | None, val: str | None):
     from faultlines.data.digits import digits
     from faultlines.data.files import load
 
-    from faultlines.preprocess import Preprocess
-
     recorded = result.config.get("data", {})
     spec = recorded.get("spec")
-    steps = (result.config.get("model") or {}).get("preprocess")
-    resize = Preprocess.parse(steps).resize if steps else None
+    steps = _recorded_preprocess(result)
+    resize = steps.resize if steps is not None else None
     read = lambda path: load(path, columns=recorded.get("columns") or None, class_names=recorded.get("class_names"), size=resize)  # noqa: E731
     if spec == "digits" and not recorded.get("train"):  # the demo: the digits split by the run's seed
         splits = digits(seed=result.config.get("seed", 0))
@@ -379,6 +376,20 @@ def _fix_data(result: ScanResult, train: str | None, val: str | None):
     if train is None or val is None or spec is None:
         raise SettingsError("give the model's training and validation data: --train PATH --val PATH")
     return read(train), read(val), read(spec)
+
+
+def _recorded_preprocess(result: ScanResult):
+    """The `Preprocess` the run's model was scanned with (None without one); a RunDirError for a
+    preprocessing function, which a run folder cannot keep."""
+    from faultlines.preprocess import Preprocess
+
+    spec = (result.config.get("model") or {}).get("preprocess")
+    if spec is None:
+        return None
+    if str(spec).startswith("callable"):
+        raise RunDirError("the run's model was scanned with a preprocessing function, which a run folder cannot keep; "
+                          "scan with --preprocess (a spec) to correct it here, or retrain it in Python")
+    return Preprocess.parse(spec)
 
 
 def _weights(lambdas: str) -> tuple[float, ...]:
@@ -404,7 +415,7 @@ def fix(
     """Correct the run's model: fine-tune on its labelled Defuse regions, or with --xbl unlearn its flagged image regions; write the model and a before/after table."""
     from faultlines import store
     from faultlines.model import checkpoint_bytes, load_module
-    from faultlines.preprocess import Preprocess, Preprocessed
+    from faultlines.preprocess import Preprocessed
 
     with lock(store.run_folder(run_dir)):  # no scan may replace the run while its model is corrected
         result = store.load_run(run_dir)
@@ -415,13 +426,10 @@ def fix(
         # unset settings are left to the repair's own defaults
         settings = {k: v for k, v in (("lambdas", None if lambdas is None else _weights(lambdas)), ("epochs", epochs)) if v is not None}
         fixing = _fix_xbl if xbl else _fix_defuse
-        recorded = result.config.get("model") or {}
-        module, _ = load_module(run_dir / store.MODEL_FILE, factory=recorded.get("factory"))
-        if str(recorded.get("preprocess")).startswith("callable"):
-            raise RunDirError(f"{run_dir}'s model was scanned with a preprocessing function, which a run folder cannot keep; "
-                              "scan with --preprocess (a spec) to correct it here, or retrain it in Python")
-        if recorded.get("preprocess"):  # retrained as it was scanned: on preprocessed inputs
-            module = Preprocessed(Preprocess.parse(recorded["preprocess"]), module)
+        module, _ = load_module(run_dir / store.MODEL_FILE, factory=(result.config.get("model") or {}).get("factory"))
+        steps = _recorded_preprocess(result)
+        if steps is not None:  # retrained as it was scanned: on preprocessed inputs
+            module = Preprocessed(steps, module)
         name, fixed, table = fixing(run_dir, result, module, mask, train, val, settings, seed, quiet)
         fixed = fixed.module if isinstance(fixed, Preprocessed) else fixed
         path = store.save_repair(run_dir, result, name, checkpoint_bytes(fixed, result.outputs.class_names), table)
@@ -565,8 +573,6 @@ def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     """faultlines' own warnings about the user's input as one line on stderr; others as Python shows them."""
-    from faultlines.errors import InputWarning
-
     if issubclass(category, InputWarning):
         sys.stderr.write("warning: " + " ".join(str(message).split()) + "\n")
         return

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 import torch.nn.functional as F
+from scipy import stats
 
 from faultlines.data.sources import EmbeddingTable, Source
 from faultlines.errors import DataError, FaultlinesError, ModelError, SettingsError, first_line
@@ -165,18 +165,17 @@ def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
         seen = (steps(x.to(clf.device)) if steps is not None else x.to(clf.device)).float()
         reduce = (0,) + tuple(range(2, seen.ndim)) if seen.ndim > 2 else (0, 1)
         mean, std = seen.mean(dim=reduce, keepdim=True), seen.std(dim=reduce, keepdim=True).clamp_min(1e-6)
-        original, clf.preprocess = clf.preprocess, None
+        clf.preprocess = None  # the rescalings apply to what the model receives
         try:
-            def run(inputs: torch.Tensor) -> tuple[np.ndarray, float]:
-                probs = clf.probs(inputs)
-                if probs.ndim == 2:  # labels the model cannot have: one line now, before any work
-                    check_label_range(y.numpy(), probs.shape[1])
+            def scored(probs: torch.Tensor) -> tuple[np.ndarray, float]:
                 return (probs.argmax(1) == y).numpy(), float(probs.max(1).values.mean())
 
-            given, confidence = run(seen)
+            probs = clf.probs(seen)
+            check_label_range(y.numpy(), probs.shape[1])  # labels the model cannot have: one line now, before any work
+            given, confidence = scored(probs)
             best = None
             for name, rescale in RESCALINGS.items():
-                right, conf = run(rescale(seen, mean, std))
+                right, conf = scored(clf.probs(rescale(seen, mean, std)))
                 gained, lost = int((right & ~given).sum()), int((given & ~right).sum())
                 p = float(stats.binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue) if gained else 1.0
                 if (right.mean() - given.mean() >= CHECK_GAIN and p <= CHECK_P
@@ -187,7 +186,7 @@ def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
         except (RuntimeError, ValueError, TypeError):
             return None  # the model cannot take a rescaled batch (integer inputs, say): the probe itself says what is wrong
         finally:
-            clf.preprocess = original
+            clf.preprocess = steps
     expected, below = clf.expected, None
     if expected is not None and expected["accuracy"] - given.mean() >= CHECK_BELOW:
         below = float(stats.binomtest(int(given.sum()), len(given), expected["accuracy"], alternative="less").pvalue)

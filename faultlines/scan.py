@@ -181,10 +181,11 @@ def scan(
         run_probe = functools.partial(probe_ray, address=ray_address, amp=amp)
     else:
         run_probe = functools.partial(probe, num_workers=num_workers, amp=amp)
-    finding = check_scaling(clf, data) if check_inputs and clf is not None and isinstance(data, Source) else None
+    checking = check_inputs and clf is not None and isinstance(data, Source)
+    finding = check_scaling(clf, data) if checking else None
     if finding is not None:
         warnings.warn(finding["message"], InputWarning, stacklevel=2)
-    if check_inputs and clf is not None and isinstance(data, Source):
+    if checking:
         lap("input check")
     outputs = run_probe(clf, data, batch_size=batch_size, quiet=quiet, embeddings_file=embeddings_file)
     # a finder that declares it requires the training outputs uses them when given, even if it
@@ -226,7 +227,7 @@ def scan(
         "skipped": skipped,
         "confirm": {"fraction": fraction if heldout is not None else 0.0, "heldout_rows": 0 if heldout is None else int(heldout.sum()),
                     "alpha": alpha, "measured": measured},
-        "checks": {"inputs": finding if finding is not None else ("passed" if check_inputs and isinstance(data, Source) else "not run")},
+        "checks": {"inputs": finding if finding is not None else ("passed" if checking else "not run")},
         "seed": seed,
         "timings": timings,
         "versions": versions(),

@@ -221,15 +221,11 @@ def test_an_image_folder_keeps_each_samples_path(splits, model_file, tmp_path):
 def sentences(sentiment_problem):
     """The UCI sentences' test split as a table a model that fails on yelp would give: the
     probabilities of 40% of the yelp sentences swapped (the planted site)."""
-    p = sentiment_problem
-    test = p.splits.test
-    out = fl.probe(fl.Classifier(p.model()), test, quiet=True)
-    site = np.array(p.facts["site"]["test"])
-    probs = out.probs.copy()
-    planted = (site == "yelp") & (np.random.default_rng(0).random(len(site)) < 0.4)
-    probs[planted] = probs[planted][:, ::-1]
-    columns = {"embedding": list(out.embeddings), "probs": list(probs), "label": np.array(["negative", "positive"])[out.labels],
-               "text": test.texts}
+    from faultlines.bench.text import failing_site
+
+    table, site, _ = failing_site(sentiment_problem)
+    columns = {"embedding": list(table.embeddings), "probs": list(table.probs), "label": np.array(table.class_names)[table.labels],
+               "text": table.texts}
     return columns, site
 
 

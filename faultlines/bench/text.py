@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from faultlines.bench.planted import PlantedProblem, cache_dir
-from faultlines.data.sources import ArraySource, Splits
+from faultlines.data.sources import ArraySource, EmbeddingTable, Splits
 from faultlines.data.text import EMBEDDING_DIM, embed_texts, read_labelled_sentences
 from faultlines.errors import DataError
 from faultlines.train import LinearClassifier
@@ -74,3 +74,20 @@ def sentiment(data_dir: str | Path, seed: int = 0, alpha: float = 1.0, rare: str
         facts={"rare_site": rare, "site": {name: site[rows].tolist() for name, rows in parts.items()}},
         make_model=lambda: LinearClassifier(EMBEDDING_DIM, 2),
     )
+
+
+def failing_site(problem: PlantedProblem, site: str = "yelp", share: float = 0.4, seed: int = 0) -> tuple[EmbeddingTable, np.ndarray, np.ndarray]:
+    """The text problem's test split as the embedding table a model that fails on one website
+    would give: its trained model's outputs, with the probabilities of `share` of `site`'s
+    sentences swapped (the planted failure). Returns the table (texts, no metadata), each
+    row's website (for a caller to add as metadata or not) and which rows were swapped."""
+    from faultlines.model import Classifier
+    from faultlines.probe import probe
+
+    test = problem.splits.test
+    out = probe(Classifier(problem.model()), test, quiet=True)
+    sites = np.array(problem.facts["site"]["test"])
+    probs = out.probs.copy()
+    planted = (sites == site) & (np.random.default_rng(seed).random(len(sites)) < share)
+    probs[planted] = probs[planted][:, ::-1]
+    return EmbeddingTable(out.embeddings, out.labels, probs, CLASS_NAMES, texts=test.texts, name=f"sentiment/test, {site} failing"), sites, planted
