@@ -8,10 +8,10 @@ def main() -> None:
     try:
         from faultlines.cli import main as run
     except KeyboardInterrupt:
-        from faultlines.errors import INTERRUPTED
+        from faultlines.errors import INTERRUPTED, exit_interrupted
 
         sys.stderr.write(INTERRUPTED)
-        raise SystemExit(130) from None
+        exit_interrupted()
     run()
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 
 from faultlines.atomic import lock, make_temporary
-from faultlines.errors import INTERRUPTED, DataError, FaultlinesError, InputWarning, ModelError, RunDirError, SettingsError
+from faultlines.errors import INTERRUPTED, DataError, exit_interrupted, FaultlinesError, InputWarning, ModelError, RunDirError, SettingsError
 from faultlines.types import ScanResult
 
 app = typer.Typer(
@@ -68,11 +68,21 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+#: whether `main` runs the command line as this whole process (not typer's test runner), and
+#: whether Ctrl-C's one line has been written
+_whole_process = False
+_interrupt_said = False
+
+
 def _one_line_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        global _interrupt_said
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            if _whole_process:  # done, its files written: Ctrl-C from here on changes nothing
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return result
         except FaultlinesError as e:
             _fail(str(e))
         except OSError as e:  # the machine, not the input: a full disk, a folder without permission
@@ -81,6 +91,7 @@ def _one_line_errors(command: F) -> F:
         except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt (`label --interactive`)
             # every write is atomic and temporary files are removed on the way out
             sys.stderr.write(INTERRUPTED)
+            _interrupt_said = True
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -534,16 +545,20 @@ def main() -> None:
     usable = usable_cpus()
     if usable is not None:  # before torch starts its thread pool: one thread per CPU this process may really use
         os.environ.setdefault("OMP_NUM_THREADS", str(usable))
+    global _whole_process
+    _whole_process = True
     try:
-        app()  # Ctrl-C in a command: `_one_line_errors`; while parsing its options: typer's exit 130
+        # Ctrl-C in a command: `_one_line_errors`; while typer parses the options: typer's exit
+        # 130; while typer builds the command line from the functions: the KeyboardInterrupt
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED)
+        exit_interrupted()
     except SystemExit as e:
         if e.code == 130:
-            # interrupted, and cleaned up on the way here. Exit now: once a KeyboardInterrupt has
-            # passed through code Python runs for a C extension, Python ends itself by SIGINT at
-            # exit, whatever the exit code asked
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
+            if not _interrupt_said:  # before the command began
+                sys.stderr.write(INTERRUPTED)
+            exit_interrupted()
         raise
     finally:
         # the command is over (its files written or not): Ctrl-C while Python shuts down changes nothing

@@ -4,9 +4,23 @@ Every message names what is wrong and what to do about it. The CLI prints the me
 one line of stderr and exits with code 2; the Python API lets the exception propagate.
 """
 
+from typing import NoReturn
+
 #: What every command prints when Ctrl-C stops it (exit code 130): runs and files are written
 #: whole or not at all, so whatever was there before is as it was, or the new one is complete.
 INTERRUPTED = "interrupted: stopped before finishing; nothing was left half-written\n"
+
+
+def exit_interrupted() -> NoReturn:
+    """End the process with exit code 130, now, its output flushed. Not by SystemExit: once a
+    KeyboardInterrupt has passed through code Python runs for a C extension, Python ends itself
+    by SIGINT at exit (status -2, and a shell's 130 with no line), whatever the exit code asked."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def first_line(error: BaseException) -> str:

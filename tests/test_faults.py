@@ -76,6 +76,28 @@ def test_ctrl_c_at_any_stage_of_a_scan(fraction, earlier_run, model_file, tmp_pa
     assert leftovers(out) == []
 
 
+PRESSED_AT = """
+import signal, sys, typer.main, typer._click.core  # typer carries its own copy of click
+from faultlines.__main__ import main
+owner, name = {owner}, "{name}"
+original = getattr(owner, name)
+def pressed(*args, **kwargs):  # Ctrl-C arrives just as typer reaches this step
+    signal.raise_signal(signal.SIGINT)
+    return original(*args, **kwargs)
+setattr(owner, name, pressed)
+sys.argv = ["faultlines", "label", "no-such-run", "--auto"]
+main()
+"""
+
+
+@pytest.mark.parametrize("owner, name", [("typer.main", "get_command"), ("typer._click.core.Context", "__init__")])
+def test_ctrl_c_before_the_command_begins(owner, name):
+    """Ctrl-C while typer builds the command line from its functions, or parses the options,
+    before any command runs: the same one line and exit 130 as inside a command."""
+    process = subprocess.run([sys.executable, "-c", PRESSED_AT.format(owner=owner, name=name)], capture_output=True, text=True, timeout=120)
+    assert (process.returncode, process.stderr) == (130, INTERRUPTED)
+
+
 # -- SIGKILL --------------------------------------------------------------------------------
 
 WRITER = """
