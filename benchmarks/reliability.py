@@ -32,7 +32,7 @@ FAMILIES = {
     "settings": "every finder's settings (any value), and Spotlight / ErrorMixture run on the accepted ones",
     "hostile": "pickle payloads in .npz, .npy, a pickled model (marker file must stay absent)",
     "models": "truncated / bit-flipped / zeroed .pt2, TorchScript, checkpoint; misbehaving models",
-    "ctrl-c": "SIGINT to scan, label, fix, fix --xbl at a spread of moments",
+    "ctrl-c": "SIGINT to scan, label, fix, fix --xbl at a spread of moments, and while typer builds or parses the command line",
     "sigkill": "SIGKILL to a writer at random moments; a kill between the two renames",
     "concurrency": "two scans to one --out; save_run while another process holds the folder",
     "disk": "unwritable output folder; file-size limit (EFBIG) at 3 sizes; ENOSPC in every writer",

@@ -62,14 +62,14 @@ def encode_labels(values: Any, class_names: Any = None, num_classes: int | None 
                             "(columns of the probabilities); give the class names in the order of those columns "
                             "(class_names=[...]; CLI: --class-names a,b,c)")
         names = tuple(found.tolist())
-    order = np.argsort(np.asarray(names, dtype=str))
-    known = np.asarray(names, dtype=str)[order]
-    place = np.clip(np.searchsorted(known, text), 0, len(known) - 1)
-    unknown = known[place] != text
+    known = np.asarray(names, dtype=str)
+    unknown = ~np.isin(text, known)
     if unknown.any():
+        listed = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "") if names else "an empty list"
         raise DataError(f"{int(unknown.sum())} labels are not among the class names (first: {text[unknown][0]!r}); "
-                        f"the class names are {', '.join(map(repr, names[:10]))}{', ...' if len(names) > 10 else ''}")
-    return order[place].astype(np.int64), names
+                        f"the class names are {listed}")
+    order = np.argsort(known)
+    return order[np.searchsorted(known[order], text)].astype(np.int64), names
 
 
 def real_array(values: Any, name: str) -> np.ndarray:

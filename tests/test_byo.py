@@ -156,6 +156,9 @@ def test_labels_of_any_dtype_become_class_ids():
     assert encode_labels(np.array([True, False]))[1] == ("False", "True")
     with pytest.raises(DataError, match="not among the class names"):
         encode_labels(np.array(["cat", "emu"]), ["cat", "dog"])
+    with pytest.raises(DataError, match="the class names are an empty list"):  # found by benchmarks/reliability.py
+        encode_labels(np.array([False]), [])
+    assert encode_labels(np.array([], dtype=str), [])[0].tolist() == []
     with pytest.raises(DataError, match="--class-names"):
         encode_labels(np.array(["cat", "dog"]), num_classes=3)
     with pytest.raises(DataError, match="missing"):

@@ -94,8 +94,10 @@ main()
 def test_ctrl_c_before_the_command_begins(owner, name):
     """Ctrl-C while typer builds the command line from its functions, or parses the options,
     before any command runs: the same one line and exit 130 as inside a command."""
+    count_case("ctrl-c", tried=True)
     process = subprocess.run([sys.executable, "-c", PRESSED_AT.format(owner=owner, name=name)], capture_output=True, text=True, timeout=120)
     assert (process.returncode, process.stderr) == (130, INTERRUPTED)
+    count_case("ctrl-c", held=True, refused=True)
 
 
 # -- SIGKILL --------------------------------------------------------------------------------
