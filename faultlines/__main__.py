@@ -1,18 +1,17 @@
-"""`python -m faultlines`, and the `faultlines` command's entry point: Ctrl-C while the command
-line itself is loading ends as it does inside a command (one line, exit code 130)."""
-
-import sys
+"""`python -m faultlines`, and the `faultlines` command's entry point: Ctrl-C before a command
+begins (while the command line loads, sets itself up or typer builds it from the functions)
+ends as it does inside a command (one line, exit code 130)."""
 
 
 def main() -> None:
     try:
         from faultlines.cli import main as run
-    except KeyboardInterrupt:
-        from faultlines.errors import INTERRUPTED, exit_interrupted
 
-        sys.stderr.write(INTERRUPTED)
+        run()
+    except KeyboardInterrupt:
+        from faultlines.errors import exit_interrupted
+
         exit_interrupted()
-    run()
 
 
 if __name__ == "__main__":

@@ -68,16 +68,13 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-#: whether `main` runs the command line as this whole process (not typer's test runner), and
-#: whether Ctrl-C's one line has been written
+#: whether `main` runs the command line as this whole process (not typer's test runner)
 _whole_process = False
-_interrupt_said = False
 
 
 def _one_line_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        global _interrupt_said
         try:
             result = command(*args, **kwargs)
             if _whole_process:  # done, its files written: Ctrl-C from here on changes nothing
@@ -90,8 +87,9 @@ def _one_line_errors(command: F) -> F:
             _fail(f"{e.strerror or e}{where}; free some space, or use a folder you can write to")
         except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt (`label --interactive`)
             # every write is atomic and temporary files are removed on the way out
+            if _whole_process:
+                exit_interrupted()
             sys.stderr.write(INTERRUPTED)
-            _interrupt_said = True
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -548,16 +546,11 @@ def main() -> None:
     global _whole_process
     _whole_process = True
     try:
-        # Ctrl-C in a command: `_one_line_errors`; while typer parses the options: typer's exit
-        # 130; while typer builds the command line from the functions: the KeyboardInterrupt
+        # Ctrl-C in a command ends in `_one_line_errors`; while typer parses the options it
+        # arrives here as typer's own (silent) exit 130; earlier, `__main__` catches it
         app()
-    except KeyboardInterrupt:
-        sys.stderr.write(INTERRUPTED)
-        exit_interrupted()
     except SystemExit as e:
         if e.code == 130:
-            if not _interrupt_said:  # before the command began
-                sys.stderr.write(INTERRUPTED)
             exit_interrupted()
         raise
     finally:

@@ -12,12 +12,14 @@ INTERRUPTED = "interrupted: stopped before finishing; nothing was left half-writ
 
 
 def exit_interrupted() -> NoReturn:
-    """End the process with exit code 130, now, its output flushed. Not by SystemExit: once a
-    KeyboardInterrupt has passed through code Python runs for a C extension, Python ends itself
-    by SIGINT at exit (status -2, and a shell's 130 with no line), whatever the exit code asked."""
+    """Print `INTERRUPTED` and end the process with exit code 130, now, its output flushed. Not by
+    SystemExit: once a KeyboardInterrupt has passed through code Python runs for a C extension,
+    Python ends itself by SIGINT at exit (status -2, and a shell's 130 with no line), whatever
+    the exit code asked."""
     import os
     import sys
 
+    sys.stderr.write(INTERRUPTED)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
