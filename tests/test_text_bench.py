@@ -35,9 +35,12 @@ def test_reading_labelled_sentences(tmp_path):
         read_labelled_sentences(tmp_path / "bad.txt")
 
 
-def test_text_problem_surfaces_the_rare_website(sentiment_cache):
+def test_text_problem_plants_a_failure_on_the_rare_website_and_both_finders_confirm_it(sentiment_cache):
     rows = run_bench(["text"], [0], cache=sentiment_cache, sentiment_dir=SENTIMENT, finders=["spotlight", "error-mixture"], quiet=True)
     assert max(r.p10 for r in rows) >= 0.8
+    # the rare, one-sided website is a failure (rarity alone left imdb at 0.15 wrong against 0.12)
+    assert rows[0].slice_error > 0.2 and rows[0].slice_p <= 0.01
+    assert all(r.best_significant for r in rows)
 
 
 def test_bench_runs_ours_and_peers_side_by_side(tmp_path):

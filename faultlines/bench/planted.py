@@ -12,7 +12,8 @@ for every sample of every split, a generator with a `seed` and a strength `alpha
              slice = shade disagrees with the label
     noisy    one k-means subgroup of a class has its training (and validation) labels flipped
              to one other class; test labels are clean; slice = the subgroup
-    shift    15% of test images blurred and noised (a corrupted style never seen in training)
+    shift    15% of test images blurred and noised (a corrupted style never seen in training;
+             noise std SHIFT_NOISE alpha)
     heldout  one class removed from training; slice = that class at test
 
 `alpha` scales each effect: the rotation angle (strokes are thickened at any strength), the share of training images whose decoy
@@ -55,6 +56,14 @@ RARE_CLASSES = (1, 2, 3, 5, 6, 7, 8, 9)
 #: most counter-clockwise ones right, each subclass mistaken for a different class.
 RARE_TURN = 1.0
 SPLITS = ("train", "val", "test")
+#: The shift's noise (std) at full strength. At 0.3, the density analysis's corrupted style,
+#: the model misread 13-18% of the shifted digits against 4% of the rest: measured as `scan`
+#: measures a mode (its held-out half against the rest of that half), the shifted slice itself
+#: was not a significant failure in seed 0 (p 0.08), so no finder could be asked to confirm it.
+#: 0.4 is the least of 0.3, 0.4, 0.5 at which that slice's p-value is at most 0.01 (what a mode
+#: equal to it needs to pass Benjamini-Hochberg across five modes at 0.05) in seeds 0, 1, 2;
+#: `tests/test_bench_planted.py` checks it in seed 0.
+SHIFT_NOISE = 0.4
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
@@ -201,7 +210,7 @@ def shift(seed: int = 0, alpha: float = 1.0, share: float = 0.15) -> PlantedProb
     data = _base(seed)
     x, y = data["test"]
     rows = rng.choice(len(y), int(share * len(y)), replace=False)
-    x[rows] = corrupt(x[rows], rng, alpha)
+    x[rows] = corrupt(x[rows], rng, alpha, noise=SHIFT_NOISE)
     in_slice = {"train": np.zeros(len(data["train"][1]), bool), "val": np.zeros(len(data["val"][1]), bool)}
     in_slice["test"] = np.isin(np.arange(len(y)), rows)
     ood = ood_images(_base(seed)["test"][0], rng, alpha=alpha)

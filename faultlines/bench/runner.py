@@ -123,15 +123,20 @@ def confirm_run(row: BenchRow, finder: Finder, outputs, truth: np.ndarray, seed:
     heldout = split_rows(outputs.n, DEFAULT_FRACTION, seed)
     modes = assess(find_confirmed(finder, outputs, heldout), outputs, {finder.name: "held-out"}, heldout)
     row.n_significant = sum(significant(m) for m in modes)
-    wrong, inside = ~outputs.correct, truth & heldout
-    row.slice_p = enrichment_p(int(wrong[inside].sum()), int(inside.sum()),
-                               int(wrong[heldout & ~truth].sum()), int((heldout & ~truth).sum()))
+    row.slice_p = planted_p(outputs, truth, heldout)
     if not modes:
         row.best_significant = False
         return
     aps = [slice_precision(mode_scores([m], outputs.n), truth)["ap"] for m in modes]
     best = modes[int(np.argmax(aps))]
     row.best_significant, row.best_q = significant(best), float(best.metrics["q_value"])
+
+
+def planted_p(outputs, truth: np.ndarray, heldout: np.ndarray) -> float:
+    """The planted slice measured as a confirmed mode is: its `heldout` rows' error rate against
+    the other held-out rows' (one-sided Fisher p, before any multiple-testing correction)."""
+    wrong, inside, outside = ~outputs.correct, truth & heldout, heldout & ~truth
+    return enrichment_p(int(wrong[inside].sum()), int(inside.sum()), int(wrong[outside].sum()), int(outside.sum()))
 
 
 def markdown(rows: Sequence[BenchRow]) -> str:

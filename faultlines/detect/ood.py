@@ -7,10 +7,10 @@ import numpy as np
 from scipy import ndimage
 
 
-def corrupt(x: np.ndarray, rng: np.random.Generator, alpha: float = 1.0) -> np.ndarray:
-    """The 'corrupted style': Gaussian blur (sigma 0.8) plus Gaussian noise (std 0.3 alpha), clipped."""
+def corrupt(x: np.ndarray, rng: np.random.Generator, alpha: float = 1.0, noise: float = 0.3) -> np.ndarray:
+    """The 'corrupted style': Gaussian blur (sigma 0.8) plus Gaussian noise (std `noise` x alpha), clipped."""
     blurred = ndimage.gaussian_filter(x, sigma=(0, 0, 0.8, 0.8))
-    return np.clip(blurred + rng.normal(0, 0.3 * alpha, x.shape), 0, 1).astype(np.float32)
+    return np.clip(blurred + rng.normal(0, noise * alpha, x.shape), 0, 1).astype(np.float32)
 
 
 def ood_images(clean: np.ndarray, rng: np.random.Generator, n: int = 300, alpha: float = 1.0) -> dict[str, np.ndarray]:
