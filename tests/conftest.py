@@ -112,13 +112,22 @@ def pytest_sessionfinish(session, exitstatus):
             json.dump(CASES, f, indent=1)
 
 
+def ctrl_c_as_in_a_terminal():
+    """`preexec_fn` for a child that is to be pressed Ctrl-C: SIGINT at its default, as a
+    terminal starts a command. A test run as a background job (`pytest &`, CI runners) starts
+    its children with SIGINT ignored, and Python then turns no SIGINT into a KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args, **kwargs):
-    """Start `python -m faultlines ARGS` in a new process (stdout and stderr piped)."""
+    """Start `python -m faultlines ARGS` in a new process (stdout and stderr piped; Ctrl-C as in a terminal)."""
     import subprocess
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "faultlines", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal, **kwargs)
 
 
 def interrupted(args, delay: float):

@@ -29,7 +29,7 @@ from faultlines.atomic import lock, remove_leftovers
 from faultlines.errors import INTERRUPTED, RunDirError
 from faultlines.report import render
 
-from conftest import assert_interrupt_kept_promise, cli, count_case, interrupted, snapshot_tree
+from conftest import assert_interrupt_kept_promise, cli, count_case, ctrl_c_as_in_a_terminal, interrupted, snapshot_tree
 
 SCALE = float(os.environ.get("FAULTLINES_EXAMPLES", "1"))
 
@@ -95,7 +95,8 @@ def test_ctrl_c_before_the_command_begins(owner, name):
     """Ctrl-C while typer builds the command line from its functions, or parses the options,
     before any command runs: the same one line and exit 130 as inside a command."""
     count_case("ctrl-c", tried=True)
-    process = subprocess.run([sys.executable, "-c", PRESSED_AT.format(owner=owner, name=name)], capture_output=True, text=True, timeout=120)
+    process = subprocess.run([sys.executable, "-c", PRESSED_AT.format(owner=owner, name=name)], capture_output=True, text=True,
+                             timeout=120, preexec_fn=ctrl_c_as_in_a_terminal)
     assert (process.returncode, process.stderr) == (130, INTERRUPTED)
     count_case("ctrl-c", held=True, refused=True)
 
