@@ -23,8 +23,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from faultlines.significance import over_represented
 from faultlines.types import FailureMode, Outputs
 
 #: At most this many metadata values and words make a mode's sentence; the tables keep up to TABLE_ROWS.
@@ -40,12 +40,6 @@ MIN_DOCS = 3
 MIN_CONTRAST = 0.08
 GRID = ("in the top left", "at the top", "in the top right", "on the left", "in the centre", "on the right", "in the bottom left",
         "at the bottom", "in the bottom right")
-
-
-def over_represented(inside: np.ndarray, size: int, total: np.ndarray, n: int) -> np.ndarray:
-    """One-sided Fisher exact p-values, for each value, that it is more common among `size` rows
-    than among all `n`: P(at least `inside` of the `size` rows have it | `total` of the `n` have it)."""
-    return stats.hypergeom.sf(np.asarray(inside) - 1, n, np.asarray(total), size)
 
 
 def _categories(column) -> tuple[np.ndarray, list[str]] | None:

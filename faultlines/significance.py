@@ -63,13 +63,18 @@ def wilson_interval(errors: int, n: int, level: float = 0.95) -> tuple[float, fl
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
+def over_represented(inside, size: int, total, n: int) -> np.ndarray:
+    """One-sided Fisher exact p-values (the hypergeometric tail), for each of several counts at
+    once: P(at least `inside` of `size` rows drawn from `n` have it | `total` of the `n` have it)."""
+    return stats.hypergeom.sf(np.asarray(inside) - 1, n, np.asarray(total), size)
+
+
 def enrichment_p(errors_in: int, n_in: int, errors_out: int, n_out: int) -> float:
     """One-sided Fisher exact p-value that the error rate inside (errors_in / n_in) exceeds the
     rate outside (errors_out / n_out): P(at least errors_in errors inside | the margins)."""
     if n_in == 0 or n_out == 0:
         return 1.0
-    table = [[errors_in, n_in - errors_in], [errors_out, n_out - errors_out]]
-    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+    return float(over_represented(errors_in, n_in, errors_in + errors_out, n_in + n_out))
 
 
 def q_values(p: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from faultlines.arrays import row_chunks
 from faultlines.atomic import deferred_interrupt, disk_error, lock, make_temporary, write_file, write_files
 from faultlines.errors import RunDirError, SettingsError, first_line
 from faultlines.images import png_bytes
-from faultlines.types import FailureMode, Outputs, ScanResult
+from faultlines.types import FailureMode, Outputs, ScanResult, metadata_columns
 
 RUN_FORMAT = "faultlines-run-1"
 SCAN_FILE = "scan.json"
@@ -125,14 +125,6 @@ def _samples_table(result: ScanResult):
     for stored, name in metadata_columns(result.metadata, SAMPLES_COLUMNS):
         columns[stored] = result.metadata.column(name)
     return pa.table(columns)
-
-
-def metadata_columns(metadata, taken: list[str]) -> list[tuple[str, str]]:
-    """(the name in samples.parquet, the data's own name) of each metadata column: its own name,
-    or "meta.NAME" where samples.parquet already has a column of that name."""
-    if metadata is None:
-        return []
-    return [(f"meta.{name}" if name in taken else name, name) for name in metadata.column_names]
 
 
 def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, vae: bytes | None = None,

@@ -399,8 +399,8 @@ class ScanResult:
             frame["text"] = self.texts
         frame = pd.DataFrame(frame)
         if self.metadata is not None:
-            extra = self.metadata.to_pandas()
-            frame = pd.concat([frame, extra.rename(columns={c: f"meta.{c}" for c in extra.columns if c in frame.columns})], axis=1)
+            renamed = {name: shown for shown, name in metadata_columns(self.metadata, list(frame.columns))}
+            frame = pd.concat([frame, self.metadata.to_pandas().rename(columns=renamed)], axis=1)
         return frame
 
     def _repr_html_(self) -> str:
@@ -429,6 +429,14 @@ class ScanResult:
                                                  "commonest confusion", "description", "typical"))
         return (f"<div><b>faultlines scan</b>: accuracy {out.accuracy:.4f} on {out.n} {html.escape(out.source)} samples, "
                 f"{len(self.modes)} modes<table><tr>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def metadata_columns(metadata, taken: list[str]) -> list[tuple[str, str]]:
+    """(the name shown beside the run's own columns, the data's own name) of each metadata column:
+    its own name, or "meta.NAME" where one of the `taken` columns has that name."""
+    if metadata is None:
+        return []
+    return [(f"meta.{name}" if name in taken else name, name) for name in metadata.column_names]
 
 
 def described(mode: FailureMode, limit: int = 160) -> str:

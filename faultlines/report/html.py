@@ -126,6 +126,7 @@ def render(result: ScanResult) -> str:
     modes = []
     budget = PAGE_MEMBER_ROWS
     meta = _shown_metadata(result)
+    config = _page_config(result.config)
     for mode in ranked(result.modes):
         listed = _members(result, mode, min(MEMBER_ROWS, budget), meta)
         budget -= len(listed)
@@ -149,8 +150,8 @@ def render(result: ScanResult) -> str:
     interactive = figures.interactive_map(out, ranked(result.modes), result.texts, seed=seed)
     return _env.get_template("report.html.j2").render(
         sections=sections.contexts(result),
-        config=_page_config(result.config),
-        confirm=_page_config(result.config).get("confirm"),
+        config=config,
+        confirm=config.get("confirm"),
         overview=out.overview(),
         modes=modes,
         confusion=figures.confusion_matrix(out),
