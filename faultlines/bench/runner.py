@@ -33,6 +33,7 @@ from faultlines.significance import (
     significant,
     split_rows,
 )
+from faultlines.types import FailureMode
 
 #: faultlines' own finders the benchmark runs (those that need only the outputs), by registry name.
 OURS = ("spotlight", "error-mixture")
@@ -67,7 +68,8 @@ class BenchRow:
     slice_p: float | None = None
 
 
-def _problem(name: str, seed: int, alpha: float, cache, sentiment_dir) -> PlantedProblem:
+def load_problem(name: str, seed: int, alpha: float = 1.0, cache=None, sentiment_dir=None) -> PlantedProblem:
+    """Planted problem `name` (one of ALL_PROBLEMS; "text" needs `sentiment_dir`)."""
     if name == "text":
         from faultlines.bench.text import sentiment
 
@@ -98,7 +100,7 @@ def run_bench(
     rows = []
     for name in problems:
         for seed in seeds:
-            problem = _problem(name, seed, alpha, cache, sentiment_dir)
+            problem = load_problem(name, seed, alpha, cache, sentiment_dir)
             if not quiet:
                 console.print(f"[bold]{name}[/] seed {seed}: {problem.description}", highlight=False)
             outputs = probe(Classifier(problem.model(cache, quiet)), getattr(problem.splits, split), quiet=True)
@@ -120,16 +122,36 @@ def confirm_run(row: BenchRow, finder: Finder, outputs, truth: np.ndarray, seed:
     """Run `finder` as `scan` does (found on half the rows, measured on the other half) and
     record on `row` whether the mode that best matches the planted slice (by average precision
     over all rows) is significant, and the held-out p-value of the planted slice itself."""
+    run = confirmed_matches(finder, outputs, truth, seed)
+    row.n_significant = sum(significant(m) for m in run.modes)
+    row.slice_p = planted_p(outputs, truth, run.heldout)
+    row.best_significant = run.best is not None and significant(run.best)
+    row.best_q = None if run.best is None else float(run.best.metrics["q_value"])
+
+
+@dataclass
+class ConfirmedRun:
+    """A finder's modes as `scan` reports them, each with how well it matches a planted slice."""
+
+    modes: list[FailureMode]
+    #: Each mode's average precision against the planted slice, over all rows.
+    aps: list[float]
+    #: The rows held out to measure the modes on.
+    heldout: np.ndarray
+
+    @property
+    def best(self) -> FailureMode | None:
+        """The mode that best matches the planted slice (None without modes)."""
+        return self.modes[int(np.argmax(self.aps))] if self.modes else None
+
+
+def confirmed_matches(finder: Finder, outputs, truth: np.ndarray, seed: int) -> ConfirmedRun:
+    """`finder`'s modes found on half the rows and measured on the other half (`scan`'s default
+    split for `seed`), each matched against the planted slice `truth`."""
     heldout = split_rows(outputs.n, DEFAULT_FRACTION, seed)
     modes = assess(find_confirmed(finder, outputs, heldout), outputs, {finder.name: "held-out"}, heldout)
-    row.n_significant = sum(significant(m) for m in modes)
-    row.slice_p = planted_p(outputs, truth, heldout)
-    if not modes:
-        row.best_significant = False
-        return
     aps = [slice_precision(mode_scores([m], outputs.n), truth)["ap"] for m in modes]
-    best = modes[int(np.argmax(aps))]
-    row.best_significant, row.best_q = significant(best), float(best.metrics["q_value"])
+    return ConfirmedRun(modes, aps, heldout)
 
 
 def planted_p(outputs, truth: np.ndarray, heldout: np.ndarray) -> float:
