@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
-from sklearn.preprocessing import StandardScaler
 
+from faultlines.arrays import fit_space, to_space
 from faultlines.bench.runner import (
     ALL_PROBLEMS,
     FINDERS,
@@ -49,8 +49,9 @@ SENTIMENT = Path("../shared/data/sentiment-labelled-sentences")
 
 
 def neighbourhood(outputs, truth: np.ndarray, k: int = 10) -> tuple[float, float]:
-    """Share of slice rows, and of same-label rows, among the `k` nearest neighbours of slice rows."""
-    x = StandardScaler().fit_transform(np.asarray(outputs.embeddings, np.float64))
+    """Share of slice rows, and of same-label rows, among the `k` nearest neighbours of slice rows,
+    in the standardised space Spotlight searches (`faultlines.arrays.fit_space`, no PCA)."""
+    x = to_space(outputs.embeddings, *fit_space(outputs.embeddings, None, None))
     idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[truth], return_distance=False)[:, 1:]
     return float(truth[idx].mean()), float((outputs.labels[idx] == outputs.labels[truth][:, None]).mean())
 
