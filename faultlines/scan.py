@@ -43,7 +43,7 @@ from faultlines.significance import (
     check_fraction,
     confirmable,
     default_fraction,
-    find_confirmed,
+    find_all,
     split_rows,
 )
 from faultlines.types import FailureMode, ScanResult
@@ -196,21 +196,15 @@ def scan(
     lap("probe")
     fraction = default_fraction(outputs.n) if confirm is None else confirm
     heldout = split_rows(outputs.n, fraction, seed) if fraction > 0 and any(confirmable(f) for f in chosen) else None
-    modes: list[FailureMode] = []
     tables: dict[str, dict] = {}
     analyses: dict[str, dict] = {}
-    measured: dict[str, str] = {}
-    for finder in chosen:
-        inputs_given = {"clf": clf, "data": inputs, "train": train_out, "val": val_out}
-        if heldout is not None and confirmable(finder):
-            modes += find_confirmed(finder, outputs, heldout, **(inputs_given | {"data": None}))
-            measured[finder.name] = "held-out"
-        else:
-            modes += finder.find(outputs, **inputs_given)
-            measured[finder.name] = "in-sample" if finder.looks_at_errors else "all"
-        tables |= finder.tables_
-        analyses |= finder.analyses_
+
+    def collect(finder: Finder) -> None:
+        tables.update(finder.tables_)
+        analyses.update(finder.analyses_)
         lap(finder.name)
+
+    modes, measured = find_all(chosen, outputs, heldout, after=collect, clf=clf, data=inputs, train=train_out, val=val_out)
     modes = assess(modes, outputs, measured, heldout, alpha)
     lap("significance")
     shown = preview_rows(modes, outputs)

@@ -31,6 +31,7 @@ Which rows a mode is measured on (`evidence["significance"]["rows"]`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,30 @@ def find_confirmed(finder: Finder, outputs: Outputs, heldout: np.ndarray, **inpu
         confirmed.append(replace(mode, summary=f"found on {len(finding)} rows: {mode.summary}", members=members, weights=weights,
                                  evidence=mode.evidence | {"typical": typical}))
     return confirmed
+
+
+def find_all(finders: Sequence[Finder], outputs: Outputs, heldout: np.ndarray | None, *,
+             after: Callable[[Finder], None] | None = None, **inputs: Any) -> tuple[list[FailureMode], dict[str, str]]:
+    """Every finder's modes on `outputs`, as `scan` finds them: a `confirmable` finder on the rows
+    outside `heldout` (`find_confirmed`; None: no rows held out), any other on every row.
+
+    Returns the modes in the finders' order, not yet assessed, and for each finder which rows its
+    modes are to be measured on (`assess`'s `finders`). `inputs` (clf, data, train, val) go to
+    every finder's `find`; `after(finder)` is called when each finder is done.
+    """
+    modes: list[FailureMode] = []
+    measured: dict[str, str] = {}
+    for finder in finders:
+        if heldout is not None and confirmable(finder):
+            # a confirmed finder sees the outputs only: the inputs' rows are not the split's
+            modes += find_confirmed(finder, outputs, heldout, **(inputs | {"data": None}))
+            measured[finder.name] = "held-out"
+        else:
+            modes += finder.find(outputs, **inputs)
+            measured[finder.name] = "in-sample" if finder.looks_at_errors else "all"
+        if after is not None:
+            after(finder)
+    return modes, measured
 
 
 def _measured(mode: FailureMode, outputs: Outputs, heldout: np.ndarray | None, rows_kind: str) -> tuple[np.ndarray, np.ndarray]:
