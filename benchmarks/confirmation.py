@@ -5,16 +5,23 @@
                                       [--sentiment-dir DIR]
 
 `faultlines bench` counts, per problem, the seeds in which the mode that best matches the
-planted slice (average precision) is significant when found on half of the test split and
-measured on the other half. This prints what stands behind each count. Per problem and seed:
+planted slice (average precision) is significant as `scan` measures it: for the finders that
+choose by errors (spotlight, error-mixture) found on half of the test split and measured on the
+other half; for the density finder, fitted on the training split and measured on every test
+row; for `scan`, all three in one run (one Benjamini-Hochberg correction across their modes).
+This prints what stands behind each count. Per problem and seed:
 
 - the planted slice: its rows, its held-out p-value (the most any mode could show), and how
   contiguous it is where the finders look, in the standardised embedding: the share of slice
   rows among the 10 nearest neighbours of slice rows (against the slice's share of all rows:
-  equal means no region at all), and the share of those neighbours that have the same label;
-- per finder (as `scan` runs it): how many modes, then the best-matching mode's average
-  precision against the slice, rows, held-out rows, share of its rows in the slice, held-out
-  error rate against the other held-out rows', its q-value, and whether it is significant.
+  equal means no region at all), the share of those neighbours that have the same label, and
+  how well the density finder's score (-log p of the features under the flow fitted on the
+  training split) tells the slice's rows from the others (AUROC);
+- per finder, then for the three together (as `scan` runs them; the finder of the best mode in
+  brackets): how many modes, then the best-matching mode's average precision against the
+  slice, rows, rows measured on (held-out rows; every row for the density finder), share of
+  its rows in the slice, error rate on the rows measured against the other measured rows', its
+  q-value, and whether it is significant.
   `--all-modes` prints every mode so, the best-matching one marked with a *.
 
 `--first-seed 3 --seeds 5` runs seeds the BENCHMARKS tables do not use (each new seed trains
@@ -30,15 +37,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from faultlines.arrays import fit_space, to_space
 from faultlines.bench.runner import (
     ALL_PROBLEMS,
-    FINDERS,
     OURS,
+    SCAN,
     confirmed_matches,
     load_problem,
+    make_finder,
     planted_p,
 )
 from faultlines.model import Classifier
@@ -57,10 +66,12 @@ def neighbourhood(outputs, truth: np.ndarray, k: int = 10) -> tuple[float, float
 
 
 def _measured(mode, outputs, truth: np.ndarray, heldout: np.ndarray) -> str:
-    """A mode's rows, held-out rows, share in the slice, held-out error (the rest's), q, significance: table cells."""
+    """A mode's rows, rows it is measured on, share in the slice, error there (the rest's), q, significance: table cells."""
     wrong = ~outputs.correct
     member = np.zeros(outputs.n, bool)
     member[mode.members] = True
+    if mode.evidence["significance"]["rows"] == "all":  # the density finder's: measured on every row
+        heldout = np.ones(outputs.n, bool)
     held, rest = member & heldout, heldout & ~member
     error = f"{wrong[held].mean():.2f}" if held.any() else "-"
     return (f"{member.sum()} | {held.sum()} | {truth[member].mean():.2f} | {error} ({wrong[rest].mean():.2f}) | "
@@ -80,26 +91,33 @@ def main() -> None:
 
     counts: dict[tuple[str, str], list[bool]] = defaultdict(list)
     print("| problem | seed | slice rows | slice held-out p | slice share of slice rows' neighbours (of all rows) | same label | "
-          "finder | modes | mode's AP | rows | held-out rows | share in slice | held-out error (rest) | q | significant |")
-    print("|" + "---|" * 15)
+          "flow's AUROC, slice vs rest | finder | modes | mode's AP | rows | rows measured | share in slice | error measured (rest) | q | significant |")
+    print("|" + "---|" * 16)
     for name in args.problems.split(","):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             problem = load_problem(name, seed, sentiment_dir=args.sentiment_dir)
-            outputs = probe(Classifier(problem.model(), layer=args.layer), problem.splits.test, quiet=True)
+            clf = Classifier(problem.model(), layer=args.layer)
+            outputs = probe(clf, problem.splits.test, quiet=True)
+            fitting = {"train": probe(clf, problem.splits.train, quiet=True, source="train"),
+                       "val": probe(clf, problem.splits.val, quiet=True, source="val")}
             truth = problem.in_slice["test"]
             near, same = neighbourhood(outputs, truth)
-            for finder_name in OURS:
-                settings = {"size": args.size} if finder_name == "spotlight" and args.size is not None else {}
-                run = confirmed_matches(FINDERS[finder_name](seed=seed, **settings), outputs, truth, seed)
+            finders = {f: make_finder(f, seed, **({"size": args.size} if f == "spotlight" and args.size is not None else {})) for f in OURS}
+            # fitted once here (its finds then use it as it is): how well -log p(features) tells the slice apart
+            auroc = roc_auc_score(truth, finders["density"].fit(fitting["train"], fitting["val"]).score(outputs))
+            for finder_name in (*OURS, SCAN):
+                run = confirmed_matches(list(finders.values()) if finder_name == SCAN else [finders[finder_name]],
+                                        outputs, truth, seed, fitting)
                 counts[name, finder_name].append(run.best is not None and significant(run.best))
                 lead = (f"| {name} | {seed} | {truth.sum()} | {planted_p(outputs, truth, run.heldout):.2g} | {near:.2f} ({truth.mean():.2f}) | "
-                        f"{same:.2f} | {finder_name} | {len(run.modes)} |")
+                        f"{same:.2f} | {auroc:.3f} | {finder_name}")
                 if run.best is None:
-                    print(lead + " - | - | - | - | - | - | - | no |")
+                    print(lead + " | 0 | - | - | - | - | - | - | - | no |")
                 for mode, ap in zip(run.modes, run.aps):
                     if mode is run.best or args.all_modes:
                         mark = "*" if args.all_modes and mode is run.best else ""
-                        print(f"{lead} {ap:.3f}{mark} | {_measured(mode, outputs, truth, run.heldout)}", flush=True)
+                        which = f" ({mode.method})" if finder_name == SCAN else ""
+                        print(f"{lead}{which} | {len(run.modes)} | {ap:.3f}{mark} | {_measured(mode, outputs, truth, run.heldout)}", flush=True)
     print()
     for (name, finder_name), hits in counts.items():
         print(f"{name}, {finder_name}: best mode significant in {sum(hits)} of {len(hits)} seeds")

@@ -48,10 +48,11 @@ def test_conformal_detector_keeps_its_false_positive_rate(train_val, test_output
     assert correct_flagged < 0.1 + 0.05  # exchangeable held-out correct samples: about fpr
     p = density.p_values(test_outputs)
     assert np.all((p > 0) & (p <= 1))
-    modes = density.find(test_outputs)
-    flagged = np.concatenate([m.members for m in modes])
-    assert sorted(flagged.tolist()) == np.flatnonzero(density.predict(test_outputs)).tolist()
-    assert all(len(set(test_outputs.preds[m.members])) == 1 for m in modes)
+    # as a finder: the flagged samples are one mode, most suspect first, whatever class they land in
+    (mode,) = density.find(test_outputs)
+    assert sorted(mode.members.tolist()) == np.flatnonzero(density.predict(test_outputs)).tolist()
+    assert np.all(np.diff(density.score(test_outputs)[mode.members]) <= 0)
+    assert sum(mode.evidence["pred_counts"].values()) == len(mode.members) and len(mode.evidence["pred_counts"]) > 1
 
 
 def test_bad_inputs_get_clear_errors(train_val):

@@ -45,18 +45,31 @@ def test_text_problem_plants_a_failure_on_the_rare_website_and_both_finders_conf
 
 def test_bench_runs_ours_and_peers_side_by_side(tmp_path):
     rows = run_bench(["noisy"], [0], cache=tmp_path, quiet=True)
-    assert {r.finder for r in rows} == {"spotlight", "error-mixture", "sliceline", "kmeans-errors", "confusion",
-                                        "cleanlab-group", "cleanlab-labels"}
-    ours = {r.finder: r for r in rows if r.finder in ("spotlight", "error-mixture")}
-    assert min(r.p10 for r in ours.values()) >= 0.8
-    # confirmed on held-out rows, the mode that matches the planted subgroup is significant
-    assert all(r.best_significant and r.best_q <= 0.05 and r.n_significant >= 1 for r in ours.values())
+    assert {r.finder for r in rows} == {"spotlight", "error-mixture", "density", "sliceline", "kmeans-errors", "confusion",
+                                        "cleanlab-group", "cleanlab-labels", "scan"}
+    ours = {r.finder: r for r in rows if r.finder in ("spotlight", "error-mixture", "density", "scan")}
+    assert min(ours[f].p10 for f in ("spotlight", "error-mixture")) >= 0.8
+    # confirmed on held-out rows, the mode that matches the planted subgroup is significant,
+    # for each finder that looks at errors and for the scan that runs all three
+    assert all(ours[f].best_significant and ours[f].best_q <= 0.05 and ours[f].n_significant >= 1
+               for f in ("spotlight", "error-mixture", "scan"))
+    assert ours["scan"].n_significant >= ours["spotlight"].n_significant
+    assert ours["density"].best_significant is not None
     assert all(r.best_significant is None and r.slice_p is None for r in rows if r.finder not in ours)
     # the planted subgroup itself (nearly all wrong) is far beyond chance on the held-out half
     assert all(r.slice_p < 1e-4 for r in ours.values())
     table = markdown(rows)
     assert "| noisy |" in table and "**P@10**" in table and "**mean**" in table
-    assert "**Confirmed on held-out rows**" in table and "| noisy | 1 of 1 |" in table
+    assert "**Confirmed as `scan` measures modes**" in table and "| noisy | 1 of 1 |" in table
+    assert "scan: best significant" in table and "| scan |" not in table.split("**Confirmed")[0]
+
+
+def test_a_style_shift_across_every_class_is_one_density_mode_the_scan_confirms(tmp_path):
+    # the blurred digits are ten per-class corners of the embedding, no one region; the density
+    # finder flags them as one mode, measured on every row
+    rows = {r.finder: r for r in run_bench(["shift"], [0], cache=tmp_path, finders=["spotlight", "density"], quiet=True)}
+    assert rows["density"].best_significant and rows["density"].p25 >= 0.8
+    assert rows["scan"].best_significant and rows["scan"].slice_p <= 0.01
 
 
 def test_bench_command_writes_the_table_and_rows(tmp_path):
@@ -65,6 +78,6 @@ def test_bench_command_writes_the_table_and_rows(tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("`faultlines bench --problems heldout --seeds 1")
     rows = json.loads(out.with_suffix(".json").read_text())
-    assert len(rows) == 7 and {r["problem"] for r in rows} == {"heldout"}
+    assert len(rows) == 9 and {r["problem"] for r in rows} == {"heldout"}
     bad = CliRunner().invoke(app, ["bench", "--problems", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown problems" in bad.stderr

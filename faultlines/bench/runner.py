@@ -29,14 +29,17 @@ from faultlines.significance import (
     DEFAULT_FRACTION,
     assess,
     enrichment_p,
-    find_confirmed,
+    find_all,
     significant,
     split_rows,
 )
 from faultlines.types import FailureMode
 
-#: faultlines' own finders the benchmark runs (those that need only the outputs), by registry name.
-OURS = ("spotlight", "error-mixture")
+#: faultlines' own finders the benchmark runs (those that need no model or images: the density
+#: finder takes the training and validation outputs), by registry name.
+OURS = ("spotlight", "error-mixture", "density")
+#: The name of the bench's row for one scan with all of OURS together (confirmation only).
+SCAN = "scan"
 #: Every finder the benchmark runs, by name: faultlines' own first, then the peers.
 FINDERS: dict[str, type[Finder]] = {name: REGISTRY[name] for name in OURS} | {
     peer.name: peer for peer in (SliceLine, ErrorKMeans, ConfusionCells, DatalabGroups, CleanlabLabelIssues)}
@@ -88,8 +91,8 @@ def run_bench(
     split: str = "test",
 ) -> list[BenchRow]:
     """Score each finder's slices against each problem's planted slice of `split` (dcbench P@k),
-    and, for faultlines' own finders, whether the best-matching mode is significant when
-    confirmed on held-out rows (`confirm_run`)."""
+    and, for faultlines' own finders, whether the best-matching mode is significant as `scan`
+    measures it (`confirm_run`): each alone, and (a row named SCAN) all of them in one run."""
     unknown = [p for p in problems if p not in ALL_PROBLEMS] + [f for f in finders if f not in FINDERS]
     if unknown:
         raise SettingsError(f"unknown problems or finders: {unknown}; problems: {', '.join(ALL_PROBLEMS)}")
@@ -103,26 +106,53 @@ def run_bench(
             problem = load_problem(name, seed, alpha, cache, sentiment_dir)
             if not quiet:
                 console.print(f"[bold]{name}[/] seed {seed}: {problem.description}", highlight=False)
-            outputs = probe(Classifier(problem.model(cache, quiet)), getattr(problem.splits, split), quiet=True)
+            clf = Classifier(problem.model(cache, quiet))
+            outputs = probe(clf, getattr(problem.splits, split), quiet=True)
+            # the density finder is fitted on the training outputs, as `scan --density` fits it
+            fitting = {"train": probe(clf, problem.splits.train, quiet=True, source="train"),
+                       "val": probe(clf, problem.splits.val, quiet=True, source="val")} if "density" in finders else {}
             truth = problem.in_slice[split]
+            ours = []
             for finder_name in finders:
+                finder = make_finder(finder_name, seed)
                 start = time.perf_counter()
-                modes = FINDERS[finder_name](seed=seed).find(outputs)
+                modes = finder.find(outputs, **fitting)
                 seconds = time.perf_counter() - start
-                score = slice_precision(mode_scores(modes, outputs.n), truth) if modes else {"p@10": 0.0, "p@25": 0.0, "ap": 0.0}
-                row = BenchRow(name, seed, finder_name, score["p@10"], score["p@25"], score["ap"], seconds,
+                row = BenchRow(name, seed, finder_name, *_scores(modes, truth), seconds,
                                outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean()))
                 if finder_name in OURS:
-                    confirm_run(row, FINDERS[finder_name](seed=seed), outputs, truth, seed)
+                    confirm_run(row, [finder], outputs, truth, seed, fitting)
+                    ours.append((row, finder, modes))
+                rows.append(row)
+            if len(ours) > 1:
+                # one scan with all of them: each mode tested against the whole run's (BH across them all)
+                row = BenchRow(name, seed, SCAN, *_scores([m for *_, modes in ours for m in modes], truth),
+                               sum(r.seconds for r, *_ in ours), outputs.accuracy, int(truth.sum()),
+                               float(1 - outputs.correct[truth].mean()))
+                confirm_run(row, [f for _, f, _ in ours], outputs, truth, seed, fitting)
                 rows.append(row)
     return rows
 
 
-def confirm_run(row: BenchRow, finder: Finder, outputs, truth: np.ndarray, seed: int) -> None:
-    """Run `finder` as `scan` does (found on half the rows, measured on the other half) and
-    record on `row` whether the mode that best matches the planted slice (by average precision
-    over all rows) is significant, and the held-out p-value of the planted slice itself."""
-    run = confirmed_matches(finder, outputs, truth, seed)
+def make_finder(name: str, seed: int, **settings) -> Finder:
+    """The bench's finder `name`, at its defaults or `settings` (the density finder without its
+    comparison of detectors, which is `benchmarks/density.py`'s work, not finding slices)."""
+    return FINDERS[name](seed=seed, **({"compare": False} if name == "density" else {}) | settings)
+
+
+def _scores(modes: Sequence[FailureMode], truth: np.ndarray) -> tuple[float, float, float]:
+    """P@10, P@25 and average precision of `modes` against the planted slice `truth` (0 without modes)."""
+    if not modes:
+        return 0.0, 0.0, 0.0
+    score = slice_precision(mode_scores(modes, len(truth)), truth)
+    return score["p@10"], score["p@25"], score["ap"]
+
+
+def confirm_run(row: BenchRow, finders: Sequence[Finder], outputs, truth: np.ndarray, seed: int, fitting: dict | None = None) -> None:
+    """Run `finders` as one `scan` runs them (`confirmed_matches`) and record on `row` whether
+    the mode that best matches the planted slice (by average precision over all rows) is
+    significant, and the held-out p-value of the planted slice itself."""
+    run = confirmed_matches(finders, outputs, truth, seed, fitting)
     row.n_significant = sum(significant(m) for m in run.modes)
     row.slice_p = planted_p(outputs, truth, run.heldout)
     row.best_significant = run.best is not None and significant(run.best)
@@ -145,13 +175,15 @@ class ConfirmedRun:
         return self.modes[int(np.argmax(self.aps))] if self.modes else None
 
 
-def confirmed_matches(finder: Finder, outputs, truth: np.ndarray, seed: int) -> ConfirmedRun:
-    """`finder`'s modes found on half the rows and measured on the other half (`scan`'s default
-    split for `seed`), each matched against the planted slice `truth`."""
+def confirmed_matches(finders: Sequence[Finder], outputs, truth: np.ndarray, seed: int, fitting: dict | None = None) -> ConfirmedRun:
+    """The modes of `finders` as one `scan` reports them (`scan`'s default held-out split for
+    `seed`; those that choose by errors found on half the rows and measured on the other half,
+    the density finder fitted on `fitting`'s train / val outputs and measured on every row; one
+    Benjamini-Hochberg correction across them all), each matched against the planted slice `truth`."""
     heldout = split_rows(outputs.n, DEFAULT_FRACTION, seed)
-    modes = assess(find_confirmed(finder, outputs, heldout), outputs, {finder.name: "held-out"}, heldout)
-    aps = [slice_precision(mode_scores([m], outputs.n), truth)["ap"] for m in modes]
-    return ConfirmedRun(modes, aps, heldout)
+    modes, measured = find_all(finders, outputs, heldout, **(fitting or {}))
+    modes = assess(modes, outputs, measured, heldout)
+    return ConfirmedRun(modes, [_scores([m], truth)[2] for m in modes], heldout)
 
 
 def planted_p(outputs, truth: np.ndarray, heldout: np.ndarray) -> float:
@@ -162,8 +194,10 @@ def planted_p(outputs, truth: np.ndarray, heldout: np.ndarray) -> float:
 
 
 def markdown(rows: Sequence[BenchRow]) -> str:
-    """Mean P@10, P@25 and seconds per (problem, finder) over seeds, as markdown tables."""
-    finders = list(dict.fromkeys(r.finder for r in rows))
+    """Mean P@10, P@25 and seconds per (problem, finder) over seeds, as markdown tables; then the
+    confirmation of faultlines' own finders, alone and together (the SCAN rows). The P@k tables
+    leave SCAN out: its best candidate is, by construction, the best of its finders' own."""
+    finders = [f for f in dict.fromkeys(r.finder for r in rows) if f != SCAN]
     problems = list(dict.fromkeys(r.problem for r in rows))
     cell: dict[tuple[str, str], list[BenchRow]] = defaultdict(list)
     for r in rows:
@@ -184,11 +218,14 @@ def markdown(rows: Sequence[BenchRow]) -> str:
             means = [np.mean([np.mean([getattr(r, metric) for r in cell[p, f]]) for p in problems]) for f in finders]
             lines.append("| **mean** | | | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
         lines.append("")
-    ours = [f for f in finders if any(r.best_significant is not None for r in cell[problems[0], f])] if problems else []
+    ours = [f for f in dict.fromkeys(r.finder for r in rows) if any(r.best_significant is not None for r in cell[problems[0], f])] if problems else []
     if ours:
-        lines += [f"**Confirmed on held-out rows** (found on half of each scanned split, measured on the other half, alpha 0.05): "
+        together = " + ".join(f for f in ours if f != SCAN)
+        lines += [f"**Confirmed as `scan` measures modes** (alpha 0.05; finders that choose by errors found on half of each scanned split "
+                  f"and measured on the other half, the density finder fitted on the training split and measured on every row; "
+                  f"`{SCAN}` is {together} in one run, one Benjamini-Hochberg correction across all their modes): "
                   f"seeds whose best-matching mode is significant, of {n_seeds}; median q-value of that mode; significant modes per run (mean); "
-                  f"and the planted slice itself, measured the same way: seeds where its held-out p-value is at most 0.05 (the most any mode could show)", ""]
+                  f"and the planted slice itself, measured on the held-out half: seeds where its p-value is at most 0.05 (the most a confirmed mode could show)", ""]
         lines += ["| problem | planted slice: significant | planted slice: median p | "
                   + " | ".join(f"{f}: best significant | {f}: median q | {f}: significant modes" for f in ours) + " |",
                   "|" + "---|" * (3 + 3 * len(ours))]
