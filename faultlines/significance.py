@@ -10,7 +10,8 @@ in-sample error rate is optimistic, and a test on the same rows is not a test. S
 2. `find_confirmed` runs the finder on the other rows only, then carries each mode's rule
    over to the held-out rows with `Finder.assign` (the spotlight's kernel and weight
    threshold; the mixture component, assigned from embedding and label, never from the
-   prediction: label and prediction together would say which rows are wrong);
+   prediction: label and prediction together would say which rows are wrong). `find_all`
+   runs a scan's finders, each so or on every row (below);
 3. `assess` measures each mode on rows its finder did not choose it by: the error rate
    with a Wilson interval, and a one-sided Fisher exact test of that rate against the
    same rows outside the mode; then Benjamini-Hochberg q-values across the run's tested
