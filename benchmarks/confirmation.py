@@ -52,7 +52,7 @@ from faultlines.bench.runner import (
 )
 from faultlines.model import Classifier
 from faultlines.probe import probe
-from faultlines.significance import significant
+from faultlines.significance import measured_rows, significant
 
 SENTIMENT = Path("../shared/data/sentiment-labelled-sentences")
 
@@ -68,13 +68,10 @@ def neighbourhood(outputs, truth: np.ndarray, k: int = 10) -> tuple[float, float
 def _measured(mode, outputs, truth: np.ndarray, heldout: np.ndarray) -> str:
     """A mode's rows, rows it is measured on, share in the slice, error there (the rest's), q, significance: table cells."""
     wrong = ~outputs.correct
-    member = np.zeros(outputs.n, bool)
-    member[mode.members] = True
-    if mode.evidence["significance"]["rows"] == "all":  # the density finder's: measured on every row
-        heldout = np.ones(outputs.n, bool)
-    held, rest = member & heldout, heldout & ~member
-    error = f"{wrong[held].mean():.2f}" if held.any() else "-"
-    return (f"{member.sum()} | {held.sum()} | {truth[member].mean():.2f} | {error} ({wrong[rest].mean():.2f}) | "
+    inside, measured = measured_rows(mode, outputs, heldout, mode.evidence["significance"]["rows"])
+    rest = np.setdiff1d(measured, inside)
+    error = f"{wrong[inside].mean():.2f}" if len(inside) else "-"
+    return (f"{len(mode.members)} | {len(inside)} | {truth[mode.members].mean():.2f} | {error} ({wrong[rest].mean():.2f}) | "
             f"{mode.metrics['q_value']:.2g} | {'yes' if significant(mode) else 'no'} |")
 
 
@@ -105,9 +102,7 @@ def main() -> None:
             finders = {f: make_finder(f, seed, **({"size": args.size} if f == "spotlight" and args.size is not None else {})) for f in OURS}
             # fitted once here (its finds then use it as it is): how well -log p(features) tells the slice apart
             auroc = roc_auc_score(truth, finders["density"].fit(fitting["train"], fitting["val"]).score(outputs))
-            for finder_name in (*OURS, SCAN):
-                run = confirmed_matches(list(finders.values()) if finder_name == SCAN else [finders[finder_name]],
-                                        outputs, truth, seed, fitting)
+            for finder_name, run in confirmed_matches(list(finders.values()), outputs, truth, seed, fitting).items():
                 counts[name, finder_name].append(run.best is not None and significant(run.best))
                 lead = (f"| {name} | {seed} | {truth.sum()} | {planted_p(outputs, truth, run.heldout):.2g} | {near:.2f} ({truth.mean():.2f}) | "
                         f"{same:.2f} | {auroc:.3f} | {finder_name}")

@@ -163,8 +163,9 @@ def find_all(finders: Sequence[Finder], outputs: Outputs, heldout: np.ndarray | 
     return modes, measured
 
 
-def _measured(mode: FailureMode, outputs: Outputs, heldout: np.ndarray | None, rows_kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(in-mode rows, rows measured on) for a mode measured on `rows_kind` rows."""
+def measured_rows(mode: FailureMode, outputs: Outputs, heldout: np.ndarray | None, rows_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(in-mode rows, rows measured on) for a mode measured on `rows_kind` rows
+    (`evidence["significance"]["rows"]`)."""
     if rows_kind == "held-out":
         return mode.members[heldout[mode.members]], np.flatnonzero(heldout)
     return mode.members, np.arange(outputs.n)
@@ -195,7 +196,7 @@ def assess(modes: list[FailureMode], outputs: Outputs, finders: dict[str, str], 
             errors = round((rate or 0.0) * size)
             record: dict[str, Any] = {"rows": kind, "metrics": {"tested_size": float(size), "tested_errors": float(errors)}}
         else:
-            inside, measured = _measured(mode, outputs, heldout, kind)
+            inside, measured = measured_rows(mode, outputs, heldout, kind)
             errors, size = int(wrong[inside].sum()), len(inside)
             base = float(wrong[measured].mean()) if len(measured) else 0.0
             record = {"rows": kind, "metrics": {"tested_size": float(size), "tested_errors": float(errors),

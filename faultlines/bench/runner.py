@@ -92,7 +92,7 @@ def run_bench(
 ) -> list[BenchRow]:
     """Score each finder's slices against each problem's planted slice of `split` (dcbench P@k),
     and, for faultlines' own finders, whether the best-matching mode is significant as `scan`
-    measures it (`confirm_run`): each alone, and (a row named SCAN) all of them in one run."""
+    measures it (`confirmed_matches`): each alone, and (a row named SCAN) all of them in one run."""
     unknown = [p for p in problems if p not in ALL_PROBLEMS] + [f for f in finders if f not in FINDERS]
     if unknown:
         raise SettingsError(f"unknown problems or finders: {unknown}; problems: {', '.join(ALL_PROBLEMS)}")
@@ -112,7 +112,7 @@ def run_bench(
             fitting = {"train": probe(clf, problem.splits.train, quiet=True, source="train"),
                        "val": probe(clf, problem.splits.val, quiet=True, source="val")} if "density" in finders else {}
             truth = problem.in_slice[split]
-            ours = []
+            ours: dict[str, tuple[BenchRow, Finder]] = {}
             for finder_name in finders:
                 finder = make_finder(finder_name, seed)
                 start = time.perf_counter()
@@ -121,16 +121,17 @@ def run_bench(
                 row = BenchRow(name, seed, finder_name, *_scores(modes, truth), seconds,
                                outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean()))
                 if finder_name in OURS:
-                    confirm_run(row, [finder], outputs, truth, seed, fitting)
-                    ours.append((row, finder, modes))
+                    ours[finder_name] = row, finder
                 rows.append(row)
-            if len(ours) > 1:
-                # one scan with all of them: each mode tested against the whole run's (BH across them all)
-                row = BenchRow(name, seed, SCAN, *_scores([m for *_, modes in ours for m in modes], truth),
-                               sum(r.seconds for r, *_ in ours), outputs.accuracy, int(truth.sum()),
-                               float(1 - outputs.correct[truth].mean()))
-                confirm_run(row, [f for _, f, _ in ours], outputs, truth, seed, fitting)
-                rows.append(row)
+            if ours:
+                runs = confirmed_matches([finder for _, finder in ours.values()], outputs, truth, seed, fitting)
+                if SCAN in runs:  # P@k as the best of its finders' candidates: theirs, found on every row
+                    top = max((r for r, _ in ours.values()), key=lambda r: r.ap)
+                    rows.append(BenchRow(name, seed, SCAN, top.p10, top.p25, top.ap, sum(r.seconds for r, _ in ours.values()),
+                                         outputs.accuracy, int(truth.sum()), float(1 - outputs.correct[truth].mean())))
+                    ours[SCAN] = rows[-1], None
+                for finder_name, (row, _) in ours.items():
+                    record(row, runs[finder_name], outputs, truth)
     return rows
 
 
@@ -148,11 +149,9 @@ def _scores(modes: Sequence[FailureMode], truth: np.ndarray) -> tuple[float, flo
     return score["p@10"], score["p@25"], score["ap"]
 
 
-def confirm_run(row: BenchRow, finders: Sequence[Finder], outputs, truth: np.ndarray, seed: int, fitting: dict | None = None) -> None:
-    """Run `finders` as one `scan` runs them (`confirmed_matches`) and record on `row` whether
-    the mode that best matches the planted slice (by average precision over all rows) is
-    significant, and the held-out p-value of the planted slice itself."""
-    run = confirmed_matches(finders, outputs, truth, seed, fitting)
+def record(row: BenchRow, run: ConfirmedRun, outputs, truth: np.ndarray) -> None:
+    """Record on `row` whether the mode of `run` that best matches the planted slice `truth` (by
+    average precision over all rows) is significant, and the held-out p-value of the slice itself."""
     row.n_significant = sum(significant(m) for m in run.modes)
     row.slice_p = planted_p(outputs, truth, run.heldout)
     row.best_significant = run.best is not None and significant(run.best)
@@ -175,15 +174,23 @@ class ConfirmedRun:
         return self.modes[int(np.argmax(self.aps))] if self.modes else None
 
 
-def confirmed_matches(finders: Sequence[Finder], outputs, truth: np.ndarray, seed: int, fitting: dict | None = None) -> ConfirmedRun:
-    """The modes of `finders` as one `scan` reports them (`scan`'s default held-out split for
-    `seed`; those that choose by errors found on half the rows and measured on the other half,
-    the density finder fitted on `fitting`'s train / val outputs and measured on every row; one
-    Benjamini-Hochberg correction across them all), each matched against the planted slice `truth`."""
+def confirmed_matches(finders: Sequence[Finder], outputs, truth: np.ndarray, seed: int,
+                      fitting: dict | None = None) -> dict[str, ConfirmedRun]:
+    """The modes of `finders` as `scan` reports them, each matched against the planted slice
+    `truth`: by finder name, each finder as if scanned alone, and (key SCAN, with more than one
+    finder) all of them in one scan. `scan`'s default held-out split for `seed`: the finders
+    that choose by errors found on half the rows and measured on the other half, the density
+    finder fitted on `fitting`'s train / val outputs and measured on every row. Each finder is
+    run once; alone, its modes get its own Benjamini-Hochberg correction, in the scan one across
+    them all."""
     heldout = split_rows(outputs.n, DEFAULT_FRACTION, seed)
     modes, measured = find_all(finders, outputs, heldout, **(fitting or {}))
-    modes = assess(modes, outputs, measured, heldout)
-    return ConfirmedRun(modes, [_scores([m], truth)[2] for m in modes], heldout)
+    groups = {f.name: [m for m in modes if m.method == f.name] for f in finders} | ({SCAN: modes} if len(finders) > 1 else {})
+    runs = {}
+    for name, group in groups.items():
+        assessed = assess(group, outputs, measured, heldout)
+        runs[name] = ConfirmedRun(assessed, [_scores([m], truth)[2] for m in assessed], heldout)
+    return runs
 
 
 def planted_p(outputs, truth: np.ndarray, heldout: np.ndarray) -> float:
