@@ -21,6 +21,18 @@ def row_chunks(n: int, rows: int = CHUNK_ROWS) -> Iterator[slice]:
         yield slice(start, min(start + rows, n))
 
 
+def mapped_file(a: np.ndarray) -> str | None:
+    """The .npy file `a` is memory-mapped from when `a` is that whole file's array (a view of
+    an `np.memmap`, as `np.asarray` of one gives, counts; a slice of one does not), else None."""
+    base = a
+    while isinstance(base, np.ndarray) and not isinstance(base, np.memmap):
+        base = base.base  # None, another array, or what lent its buffer (bytes, a pyarrow array)
+    filename = getattr(base, "filename", None) if isinstance(base, np.memmap) else None
+    if filename is None or not str(filename).endswith(".npy") or a.shape != base.shape or a.dtype != base.dtype:
+        return None
+    return str(filename) if a.ctypes.data == base.ctypes.data and a.flags.c_contiguous else None
+
+
 def nonfinite_rows(a: np.ndarray) -> np.ndarray:
     """Indices of the rows of `a` that hold a NaN or an infinity, checked a chunk at a time."""
     flat = a.reshape(len(a), -1)

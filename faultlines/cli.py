@@ -162,7 +162,10 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """Train a small CNN on scikit-learn's digits, scan its test split, write the report."""
+    from faultlines.report.html import check_templates
+
     _writable_run_dir(out)
+    check_templates()  # a broken install is one line now, not after minutes of work
     spec = _finder_spec(finders, density)
     found = _finders(spec, seed, quiet, size, spotlights)
     with lock(out):  # one writer per run folder, from start to end
@@ -239,10 +242,12 @@ def scan_command(
     from faultlines.generative import VAE
     from faultlines.model import Classifier, load_module, resolve_device
     from faultlines.preprocess import Preprocess
+    from faultlines.report.html import check_templates
     from faultlines.scan import ENGINES, scan
     from faultlines.store import EMBEDDING_DTYPES
 
     _writable_run_dir(out)
+    check_templates()  # a broken install is one line now, not after minutes of work
     steps = Preprocess.parse(preprocess) if preprocess is not None else None
     if steps is not None and model is None:
         raise SettingsError("--preprocess is for the model's inputs; an embedding table needs no model")
@@ -297,13 +302,22 @@ def scan_command(
                           strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers, check_inputs=check_inputs,
                           amp=amp, engine=engine, ray_address=ray_address,
                           embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
-            result.config["data"] |= {"spec": data, "train": train, "val": val, "columns": columns, "class_names": names}
+            result.config["data"] |= {"spec": _absolute(data), "train": _absolute(train), "val": _absolute(val), "columns": columns,
+                                      "class_names": names}
             if result.config["model"] is not None:
                 result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
             _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype, quiet)
         finally:
             if spill is not None:
                 shutil.rmtree(spill, ignore_errors=True)
+
+
+def _absolute(spec: str | None) -> str | None:
+    """A data spec as the run records it: a path as an absolute one (`faultlines fix` reads it
+    from any folder), anything else ("digits:train") as given."""
+    from faultlines.data.files import DIGITS_SPECS
+
+    return str(Path(spec).resolve()) if spec is not None and spec not in DIGITS_SPECS and Path(spec).exists() else spec
 
 
 @app.command()
@@ -534,10 +548,6 @@ def bench(
 
 
 def main() -> None:
-    # other packages' deprecation notices (torch.export, Ray, scikit-learn) are for their
-    # callers' authors, not for the person running the command; faultlines' own still show
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"^(?!faultlines)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"^(?!faultlines)")
     sys.unraisablehook = _interrupt_again
     warnings.showwarning = _warning_line
     usable = usable_cpus()
@@ -580,11 +590,14 @@ def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """faultlines' own warnings about the user's input as one line on stderr; others as Python shows them."""
+    """faultlines' own warnings about the user's input as one line on stderr. Other packages'
+    warnings (torch's about a pickle's protocol, scipy's about falling back to an asymptotic
+    test, deprecation notices) are for their callers' authors, not for the person running the
+    command: they are dropped, unless that person asked for warnings (python -W, PYTHONWARNINGS)."""
     if issubclass(category, InputWarning):
         sys.stderr.write("warning: " + " ".join(str(message).split()) + "\n")
-        return
-    _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+    elif sys.warnoptions:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def _interrupt_again(unraisable) -> None:

@@ -63,6 +63,11 @@ class RunDirError(FaultlinesError, OSError):
     """A run directory cannot be written or read back."""
 
 
+class InstallError(FaultlinesError):
+    """faultlines itself is installed incompletely: a file that ships with the package (a report
+    template) is missing. Not the caller's input: reinstalling faultlines mends it."""
+
+
 class InputWarning(UserWarning):
     """The data may not be what the model expects (inputs scaled differently from training, say);
     the run goes on. The CLI prints it as one line: "warning: ..."."""

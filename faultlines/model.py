@@ -371,7 +371,9 @@ def _load(
         except Exception as e:  # a damaged TorchScript archive fails in the loader or in the code it holds
             raise ModelError(f"cannot load the TorchScript file {p} ({first_line(e)})") from e
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on a pickle it then refuses (its protocol, say)
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if not trust_pickle:
             raise ModelError(

@@ -212,9 +212,7 @@ def scan(
     modes = describe_modes(modes, outputs, texts=data.texts, metadata=data.metadata, previews=previews, alpha=alpha)
     lap("descriptions")
     config = {
-        "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names),
-                 "embeddings_file": str(embeddings_file) if embeddings_file is not None and not isinstance(data, EmbeddingTable)
-                 else getattr(data, "embeddings_file", None), "engine": engine},
+        "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names), "engine": engine},
         "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name,
                                            "preprocess": describe_preprocess(clf.preprocess), "fixed_batch": clf.fixed_batch},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from faultlines.arrays import row_chunks
+from faultlines.arrays import mapped_file, row_chunks
 from faultlines.atomic import deferred_interrupt, disk_error, lock, make_temporary, write_file, write_files
 from faultlines.errors import RunDirError, SettingsError, first_line
 from faultlines.images import png_bytes
@@ -184,25 +184,24 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
 
 
 def _store_embeddings(result: ScanResult, target: Path, dtype: str = "float32") -> None:
-    """The embeddings as RUN/embeddings.npy: a hard link to the .npy they were read from when
-    that file holds exactly them (float32, same shape; `config["data"]["embeddings_file"]`),
-    else written out (in `dtype`, a chunk of rows at a time)."""
+    """The embeddings as RUN/embeddings.npy: a hard link to the .npy file they are memory-mapped
+    from (`arrays.mapped_file`: a folder of .npy read as a table, or the file a probe streamed
+    them into), else written out (in `dtype`, a chunk of rows at a time). No path to that file
+    is recorded: once linked, the run's own file is the only one the run needs."""
     emb = result.outputs.embeddings
-    source = result.config.get("data", {}).get("embeddings_file")
     if dtype == "float16":
         out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float16, shape=emb.shape)
         for part in row_chunks(len(emb)):
             out[part] = emb[part]
         out.flush()
         return
-    if source:
+    source = mapped_file(emb) if emb.dtype == np.float32 else None
+    if source is not None:
         try:
-            on_disk = np.load(source, mmap_mode="r", allow_pickle=False)
-            if on_disk.dtype == np.float32 and on_disk.shape == emb.shape and np.array_equal(on_disk[[0, -1]], emb[[0, -1]]):
-                os.link(source, target)
-                return
-        except (OSError, ValueError):
-            pass  # another file system, or the file changed: write the embeddings out instead
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # another file system: write the embeddings out instead
     np.save(target, emb)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,19 @@ def model_file(cnn, tmp_path_factory):
     return path
 
 
+#: The UCI sentiment sentences, in ../shared/data beside the checkout: a clone on its own has
+#: none, and the tests that read them skip (the `sentiment_dir` fixture).
+SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences"
+
+
+@pytest.fixture(scope="session")
+def sentiment_dir():
+    """The sentiment sentences' folder; skips the test where it is not beside the checkout."""
+    if not (SENTIMENT / "imdb_labelled.txt").is_file():
+        pytest.skip(f"needs the UCI sentiment sentences in {SENTIMENT} (../shared/data beside the checkout)")
+    return SENTIMENT
+
+
 @pytest.fixture(scope="session")
 def sentiment_cache(tmp_path_factory):
     """One cache of MiniLM embeddings and trained models for the tests that read the sentences."""
@@ -52,15 +66,12 @@ def sentiment_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sentiment_problem(sentiment_cache):
+def sentiment_problem(sentiment_dir, sentiment_cache):
     """The UCI sentences (seed 0) with no planted failure (every website whole in training):
     MiniLM embeddings, with texts and sites."""
-    from pathlib import Path
-
     from faultlines.bench.text import sentiment
 
-    return sentiment(Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences", seed=0, rare=None,
-                     cache=sentiment_cache)
+    return sentiment(sentiment_dir, seed=0, rare=None, cache=sentiment_cache)
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +139,16 @@ def cli(*args, **kwargs):
 
     return subprocess.Popen([sys.executable, "-m", "faultlines", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal, **kwargs)
+
+
+def command(*args, cwd=None, env=None, module=True):
+    """The real command in a new process, run to its end: `python -m faultlines ARGS` or
+    (module=False) the installed console script; the CompletedProcess (text output)."""
+    import subprocess
+    import sys
+
+    program = [sys.executable, "-m", "faultlines"] if module else [str(Path(sys.executable).parent / "faultlines")]
+    return subprocess.run([*program, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def interrupted(args, delay: float):

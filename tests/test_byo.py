@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import command
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -27,17 +26,8 @@ from faultlines.preprocess import Preprocess
 from faultlines.train import train_small_cnn
 from faultlines.types import encode_labels
 
-SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences"
-
-
 def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def command(*args, cwd=None, module=True):
-    """The real command in a new process: `python -m faultlines` or (module=False) the installed console script."""
-    program = [sys.executable, "-m", "faultlines"] if module else [str(Path(sys.executable).parent / "faultlines")]
-    return subprocess.run([*program, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 # -- preprocessing and the input check ---------------------------------------------------

@@ -1,7 +1,6 @@
 """Text data (real MiniLM, offline) and the benchmark runner end to end."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,6 @@ from faultlines.bench.runner import markdown, run_bench
 from faultlines.cli import app
 from faultlines.data.text import embed_texts, read_labelled_sentences, text_source
 from faultlines.errors import DataError
-
-SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment-labelled-sentences"
-
 
 def test_minilm_embeds_offline_and_puts_similar_sentences_together():
     emb = embed_texts(["The food was delicious.", "What a tasty meal!", "The battery died after an hour."])
@@ -27,16 +23,16 @@ def test_text_source_previews_are_the_texts():
     assert src.x.shape == (2, 384) and src.preview([1]) == {1: "bad"}
 
 
-def test_reading_labelled_sentences(tmp_path):
-    texts, labels = read_labelled_sentences(SENTIMENT / "imdb_labelled.txt")
+def test_reading_labelled_sentences(sentiment_dir, tmp_path):
+    texts, labels = read_labelled_sentences(sentiment_dir / "imdb_labelled.txt")
     assert len(texts) == 1000 and set(labels.tolist()) == {0, 1}
     (tmp_path / "bad.txt").write_text("no label here\n")
     with pytest.raises(DataError, match="bad.txt:1"):
         read_labelled_sentences(tmp_path / "bad.txt")
 
 
-def test_text_problem_plants_a_failure_on_the_rare_website_and_both_finders_confirm_it(sentiment_cache):
-    rows = run_bench(["text"], [0], cache=sentiment_cache, sentiment_dir=SENTIMENT, finders=["spotlight", "error-mixture"], quiet=True)
+def test_text_problem_plants_a_failure_on_the_rare_website_and_both_finders_confirm_it(sentiment_dir, sentiment_cache):
+    rows = run_bench(["text"], [0], cache=sentiment_cache, sentiment_dir=sentiment_dir, finders=["spotlight", "error-mixture"], quiet=True)
     assert max(r.p10 for r in rows) >= 0.8
     # the rare, one-sided website is a failure (rarity alone left imdb at 0.15 wrong against 0.12)
     assert rows[0].slice_error > 0.2 and rows[0].slice_p <= 0.01

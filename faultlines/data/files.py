@@ -203,12 +203,7 @@ def load_embedding_table(path: str | Path, *, embedding: str = "embedding", labe
     names = arrays.get("class_names") if class_names is None else class_names
     if texts is None and "texts" in arrays:
         texts = arrays["texts"].tolist()
-    mapped = p.is_dir() and arrays["embeddings"].dtype == np.float32
-    return EmbeddingTable(
-        arrays["embeddings"], arrays["labels"], arrays["probs"],
-        names, texts, name=p.name,
-        embeddings_file=str((p / "embeddings.npy").resolve()) if mapped else None,
-    )
+    return EmbeddingTable(arrays["embeddings"], arrays["labels"], arrays["probs"], names, texts, name=p.name)
 
 
 def pa_string(kind) -> bool:
@@ -245,6 +240,10 @@ def _stack_lists(values, column: str, path: Path) -> np.ndarray:
         raise DataError(f"column '{column}' of {path} must hold lists of numbers ({e})") from e
 
 
+#: The words `load` reads as the embedded digits' splits, not as paths.
+DIGITS_SPECS = ("digits", "digits:train", "digits:val", "digits:test")
+
+
 def load(path: str | Path, columns: dict[str, str] | None = None, class_names=None, size: tuple[int, int] | None = None):
     """Open whatever `path` holds: .npz arrays, an image folder, or an embedding table.
 
@@ -258,7 +257,7 @@ def load(path: str | Path, columns: dict[str, str] | None = None, class_names=No
             whose sub-folders name the classes, or the digits).
         size: (height, width) to resize an image folder's images to.
     """
-    if str(path) in ("digits", "digits:train", "digits:val", "digits:test"):
+    if str(path) in DIGITS_SPECS:
         if columns or class_names is not None:
             raise DataError("the digits have their own columns and class names")
         from faultlines.data.digits import digits

@@ -196,8 +196,6 @@ class EmbeddingTable:
         class_names: one name per class; default "0", "1", ...
         texts: one string per sample, shown in the report, or None.
         name: what the report calls this data.
-        embeddings_file: the .npy file `embeddings` is memory-mapped from, if any: a run
-            folder links to it rather than copying the embeddings.
         metadata: other facts about each sample (a source site, a date...), one row per
             sample, as for `ArraySource`; kept in the run's samples.parquet and shown in the report.
 
@@ -211,7 +209,6 @@ class EmbeddingTable:
     class_names: tuple[str, ...] | None = None
     texts: list[str] | None = None
     name: str = "data"
-    embeddings_file: str | None = None
     metadata: Any = None
 
     def __post_init__(self) -> None:

@@ -209,7 +209,7 @@ class Defuse(Finder):
                 rows = in_c & (hits["pred"] == pred)
                 if rows.sum() < least:
                     continue
-                label = Counter(hits["seed_label"][rows].tolist()).most_common(1)[0][0]
+                label = np.bincount(hits["seed_label"][rows]).argmax()  # a tie goes to the lower class id
                 z = hits["z"][rows].astype(np.float64)
                 cov = np.cov(z, rowvar=False) + 1e-3 * np.eye(z.shape[1])
                 candidates.append({"label": int(label), "pred": int(pred), "component": c, "mean": z.mean(0), "cov": cov,

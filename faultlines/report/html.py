@@ -8,16 +8,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, TemplateNotFound, select_autoescape
 
 from faultlines.atomic import disk_error, write_file
 from faultlines.descriptions import mean_images
+from faultlines.errors import InstallError
 from faultlines.images import to_image_uint8
 from faultlines.report import figures, sections
 from faultlines.significance import ranked, significant
 from faultlines.types import FailureMode, ScanResult
 
 _env = Environment(loader=PackageLoader("faultlines.report", "templates"), autoescape=select_autoescape(default=True))
+#: The page's own template; each finder section's is `sections.template(name)`.
+PAGE_TEMPLATE = "report.html.j2"
+
+
+def _missing(name: str) -> InstallError:
+    return InstallError(f"the report template {name} is missing from the installed faultlines package "
+                        f"({Path(__file__).parent / 'templates'}); reinstall faultlines")
+
+
+def check_templates() -> None:
+    """Load the page's template and every finder section's now, so that a broken install is one
+    line before any model runs, not after the work (`faultlines scan` and `demo` call it first).
+    jinja2's TemplateNotFound is an OSError, which a run's writer would report as a disk that
+    cannot be written: it becomes an InstallError naming the template."""
+    for name in (PAGE_TEMPLATE, *(sections.template(s) for s in sections.SECTIONS)):
+        try:
+            _env.get_template(name)
+        except TemplateNotFound as e:
+            raise _missing(name) from e
+
 
 #: Members of one mode listed in its table at most, and of all modes together: the page stays
 #: usable (and a few MB) however large the run; the page says when a list is cut.
@@ -148,7 +169,7 @@ def render(result: ScanResult) -> str:
         )
     seed = int(result.config.get("seed", 0))
     interactive = figures.interactive_map(out, ranked(result.modes), result.texts, seed=seed)
-    return _env.get_template("report.html.j2").render(
+    context = dict(
         sections=sections.contexts(result),
         config=config,
         confirm=config.get("confirm"),
@@ -163,6 +184,10 @@ def render(result: ScanResult) -> str:
         member_rows=MEMBER_ROWS,
         meta_columns=meta,
     )
+    try:
+        return _env.get_template(PAGE_TEMPLATE).render(**context)
+    except TemplateNotFound as e:  # a section's template, included by the page
+        raise _missing(e.name) from e
 
 
 def report(result: ScanResult, path: str | Path) -> Path:

@@ -34,13 +34,18 @@ def section(name: str):
     return register
 
 
+def template(name: str) -> str:
+    """The template of the section registered under `name`, relative to the report's templates."""
+    return f"sections/{name}.html.j2"
+
+
 def contexts(result: ScanResult) -> list[dict[str, Any]]:
     """The sections this run has: {"name", "template", "context"} each, in page order."""
     found = []
     for name, build in SECTIONS.items():
         context = build(result)
         if context is not None:
-            found.append({"name": name, "title": TITLES.get(name, name), "template": f"sections/{name}.html.j2", "context": context})
+            found.append({"name": name, "title": TITLES.get(name, name), "template": template(name), "context": context})
     return found
 
 
