@@ -53,6 +53,9 @@ def test_discovery_needs_precision_and_recall_and_counts_false_modes():
     s = score([core, shell, part], masks)
     assert (s["discovered"], s["modes"], s["false"]) == (1, 3, 1) and s["fdr"] == pytest.approx(1 / 3)
     assert score([], masks)["fdr"] == 0.0 and score([], masks)["discovered"] == 0
+    # a blindspot the model did not learn is not to be discovered, but a mode on it is no false one
+    s = score([core, part], masks, learned=np.array([True, False]))
+    assert (s["blindspots"], s["discovered"], s["false"]) == (1, 1, 0)
 
 
 def test_planespot_ranks_the_cluster_of_low_confidence_first():
