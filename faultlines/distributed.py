@@ -103,8 +103,12 @@ def probe_ray(
     ray = _ray()
     started = not ray.is_initialized()
     if started:
+        # Ray's notices (its token authentication, Ray Data's progress and stage lines) are for
+        # Ray's users, not for the person running a scan: only its errors reach the terminal
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise SettingsError(f"cannot reach the Ray cluster at {address!r} ({e})") from e
     try:
@@ -135,6 +139,9 @@ def _run(ray, clf, data, batch_size, quiet, source, workers, amp, embeddings_fil
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=1 if gpus else 0,
+        # an actor whose constructor arguments live in the object store cannot be restarted
+        # safely (Ray's core says so on stderr at every start): a failed probe fails, as locally
+        max_restarts=0,
     )
     gathered = Gathered(n, embeddings_file)
     for batch in track(predicted.iter_batches(batch_size=batch_size, batch_format="numpy"), f"probing {data.name} on Ray",
