@@ -26,7 +26,7 @@ FAULTLINES = str(Path(sys.executable).parent / "faultlines")
 RUNS = {
     "demo": ("faultlines demo", [FAULTLINES, "demo", "--out", "{out}", "-q"]),
     "all": ("faultlines demo --finders all --density", [FAULTLINES, "demo", "--finders", "all", "--density", "--out", "{out}", "-q"]),
-    "tests": ("python -m pytest (the README's test command, after the install)", [sys.executable, "-m", "pytest", "-q", "-x"]),
+    "tests": ("python -m pytest (the README's test command, after the install)", [sys.executable, "-m", "pytest"]),
 }
 
 
