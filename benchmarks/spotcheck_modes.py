@@ -19,7 +19,7 @@ import numpy as np
 
 import faultlines as fl
 from faultlines.bench.runner import confirmed_matches
-from faultlines.bench.spotcheck import LEARNED, match, score, spotcheck
+from faultlines.bench.spotcheck import learned_blindspots, match, score, spotcheck
 from faultlines.significance import significant
 
 VARIANTS = {"default": {}, "grow=False": {"grow": False}, "size=0.02": {"size": 0.02}}
@@ -37,7 +37,7 @@ def main() -> None:
         model = problem.model(args.cache)
         out = fl.probe(fl.Classifier(model, class_names=problem.splits.test.class_names), problem.splits.test, quiet=True)
         masks, wrong = problem.facts["masks"]["test"], ~out.correct
-        learned = np.array([wrong[masks[:, b]].mean() >= LEARNED for b in range(masks.shape[1])])
+        learned = learned_blindspots(wrong, masks)
         for name, settings in VARIANTS.items():
             run = confirmed_matches([fl.Spotlight(seed=seed, **settings)], out, masks.any(1), seed)["spotlight"]
             s = score([m.members for m in run.modes if significant(m)], masks, learned)

@@ -187,6 +187,11 @@ LEARNED = 0.5
 PEERS = ("planespot", "kmeans-errors", "sliceline", "cleanlab-group")
 
 
+def learned_blindspots(wrong: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(B,) whether the model gets at least LEARNED of each blindspot's rows wrong ((N,) `wrong`, (N, B) `masks`)."""
+    return np.array([wrong[masks[:, b]].mean() >= LEARNED for b in range(masks.shape[1])])
+
+
 def scan_blindspots(seed: int, cache=None, peers: tuple[str, ...] = PEERS) -> list[dict]:
     """One data set: train (or load) its model, scan its test split with `faultlines scan` as
     a user runs it (a new process, default settings), and score every method on the same
@@ -199,8 +204,8 @@ def scan_blindspots(seed: int, cache=None, peers: tuple[str, ...] = PEERS) -> li
     import tempfile
     from pathlib import Path
 
-    from faultlines.bench.peers import CleanlabLabelIssues, ConfusionCells, DatalabGroups, ErrorKMeans, PlaneSpot, SliceLine
-    from faultlines.bench.runner import confirmed_matches
+    from faultlines.bench.peers import PlaneSpot
+    from faultlines.bench.runner import FINDERS, confirmed_matches
     from faultlines.find.error_mixture import ErrorMixture
     from faultlines.model import save_checkpoint
     from faultlines.significance import significant
@@ -219,11 +224,11 @@ def scan_blindspots(seed: int, cache=None, peers: tuple[str, ...] = PEERS) -> li
         result = load_run(Path(tmp) / "run")
     outputs = result.outputs
     masks = problem.facts["masks"]["test"]
-    learned = np.array([(~outputs.correct[masks[:, b]]).mean() >= LEARNED for b in range(masks.shape[1])])
+    learned = learned_blindspots(~outputs.correct, masks)
     methods = {"scan": [m.members for m in result.modes if significant(m)], "scan, every mode": [m.members for m in result.modes]}
     mixture = confirmed_matches([ErrorMixture(seed=seed)], outputs, masks.any(1), seed)["error-mixture"]
     methods["error-mixture"] = [m.members for m in mixture.modes if significant(m)]
-    by_name = {p.name: p for p in (PlaneSpot, ErrorKMeans, SliceLine, DatalabGroups, CleanlabLabelIssues, ConfusionCells)}
+    by_name = FINDERS | {PlaneSpot.name: PlaneSpot}
     for name in peers:
         methods[name] = [m.members for m in by_name[name](seed=seed).find(outputs)]
     return [{"seed": seed, "method": name, "planted": len(learned), "learned": int(learned.sum()),
