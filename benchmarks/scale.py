@@ -4,6 +4,7 @@ folder size, and whether each planted blob is found.
     python benchmarks/scale.py                        # 1,000,000 x 512, blobs of 5,000, 2,000, 1,000 rows
     python benchmarks/scale.py --n 100000 --dim 128   # blobs scaled with n: 500, 200, 100 rows
     python benchmarks/scale.py --size 0.001           # a spotlight size other than the command's default
+    python benchmarks/scale.py --separation 2         # blob centres two blob radii apart: nearer each other than the bulk
 
 The table (`faultlines.bench.blobs.write_scale_table`: N(0, I) float32 embeddings, 10 classes,
 the model wrong on 10% of rows at random, each blob wrong on 90% of its rows) is written once
@@ -46,13 +47,16 @@ def main() -> None:
     parser.add_argument("--size", type=float, default=None, help="--size for the scan (default: the command's own)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/faultlines-scale"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--separation", type=float, default=None,
+                        help="blob centres this many blob radii apart (default: each centre drawn at random)")
     args = parser.parse_args()
 
     blobs = tuple(round(b * args.n / 1_000_000) for b in (5000, 2000, 1000))
-    table = args.cache / f"table-{args.n}x{args.dim}-s{args.seed}"
+    apart = "" if args.separation is None else f"-sep{args.separation:g}"
+    table = args.cache / f"table-{args.n}x{args.dim}-s{args.seed}{apart}"
     truth_file = table / "blob_of.npy"
     if not truth_file.exists():
-        blob_of = write_scale_table(table, n=args.n, dim=args.dim, blobs=blobs, seed=args.seed)
+        blob_of = write_scale_table(table, n=args.n, dim=args.dim, blobs=blobs, seed=args.seed, separation=args.separation)
         np.save(truth_file, blob_of)  # not read by the scan: it reads embeddings, labels, probs
     blob_of = np.load(truth_file)
     run = args.cache / f"run-{args.n}x{args.dim}"
@@ -70,7 +74,8 @@ def main() -> None:
     sets = {mode_id: rows[ids == mode_id] for mode_id in modes}
     timings = record["config"]["timings"]
 
-    print(f"{args.n:,} x {args.dim} float32 ({emb_bytes / 1e9:.2f} GB), blobs {', '.join(map(str, blobs))}; "
+    placed = "centres at random" if args.separation is None else f"centres {args.separation:g} blob radii apart"
+    print(f"{args.n:,} x {args.dim} float32 ({emb_bytes / 1e9:.2f} GB), blobs {', '.join(map(str, blobs))} ({placed}); "
           f"`faultlines scan{'' if args.size is None else f' --size {args.size:g}'}` on {os.cpu_count()} cores\n")
     staged = sum(timings.values())
     print("| wall (s) | " + " | ".join(f"{k} (s)" for k in timings) + " | load, store, report, start-up (s) | peak RSS (GB) | RSS / embedding bytes | run folder / embedding bytes |")

@@ -123,3 +123,19 @@ def test_a_run_can_store_its_embeddings_in_half_precision(tmp_path):
     assert "<html" in fl.report(again, tmp_path / "again.html").read_text()
     with pytest.raises(fl.errors.SettingsError):
         fl.save_run(result, tmp_path / "bad", embeddings_dtype="int8")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_blobs_nearer_each_other_than_the_bulk_are_each_a_mode(tmp_path, seed):
+    # three failure regions two blob radii apart, each nearer the others than any bulk row:
+    # grown members stop at the valley between them, so each is the top of a mode of its own
+    folder = tmp_path / "table"
+    blob_of = write_scale_table(folder, n=20_000, dim=64, blobs=(600, 400, 300), seed=seed, separation=2.0)
+    modes = fl.Spotlight().find(load(folder).to_outputs())
+    for b in range(3):
+        truth = blob_of == b
+        best = max(modes, key=lambda m: truth[m.members].sum())
+        assert truth[best.members].sum() >= 0.9 * truth.sum() and truth[best.members].mean() >= 0.9
+    for i, a in enumerate(modes):
+        for c in modes[i + 1:]:
+            assert len(np.intersect1d(a.members, c.members)) <= 0.5 * min(len(a.members), len(c.members))

@@ -28,13 +28,20 @@ def test_spotlight_finds_a_planted_blob_with_either_kernel():
 def test_spotlight_modes_have_the_documented_shape(test_outputs):
     sl = fl.Spotlight(size=0.05, n_spotlights=3)
     modes = sl.find(test_outputs)
-    assert [m.id for m in modes] == ["spotlight-0", "spotlight-1", "spotlight-2"]
-    assert sl.weights_.shape == (360, 3) and sl.centers_.shape == (3, 64)
-    for m in modes:
+    # a search that finds nothing new keeps nothing: at least two of the three find a region here
+    kept = len(modes)
+    assert kept >= 2 and sl.analyses_["spotlight"]["kept"] == kept
+    assert [m.id for m in modes] == [f"spotlight-{j}" for j in range(kept)]
+    assert sl.weights_.shape == (360, kept) and sl.centers_.shape == (kept, 64) and len(sl.classes_) == kept
+    for m, classes in zip(modes, sl.classes_, strict=True):
         assert m.method == "spotlight" and m.source == "test"
         assert np.all(np.diff(m.weights) <= 0)  # most typical first
-        # members: at least the spotlight's size of nearest rows (more where growing them made their errors more significant)
-        assert m.metrics["size"] == len(m.members) >= round(m.metrics["weight"])
+        # members: the spotlight's size of nearest rows (more where growing them made their errors
+        # more significant), or where only some classes fail there, those classes' rows among them
+        if classes is None:
+            assert m.metrics["size"] == len(m.members) >= round(m.metrics["weight"])
+        else:
+            assert m.metrics["size"] == len(m.members) and np.isin(test_outputs.labels[m.members], classes).all()
         assert m.metrics["weight"] >= 0.95 * 0.05 * 360  # the size constraint holds
         assert m.evidence["typical"] == m.members[:16].tolist()
         assert sum(m.evidence["label_counts"].values()) == len(m.members)
@@ -74,3 +81,43 @@ def test_bad_settings_are_refused(kwargs):
 def test_size_larger_than_the_data_is_refused(test_outputs):
     with pytest.raises(DataError, match="cannot fit"):
         fl.Spotlight(size=1000).find(test_outputs)
+
+
+def _misread_inside(rng, n_other=2000, n_misread=150, dim=16):
+    """Class 1's rows around the origin, class 0's far away, and `n_misread` class-0 rows that
+    the model reads as class 1 lying among class 1's rows: a failure whose neighbours are rows
+    of another class, read right."""
+    emb = np.concatenate([rng.normal(size=(n_other, dim)), rng.normal(size=(n_other, dim)) + 6,
+                          0.5 * rng.normal(size=(n_misread, dim))]).astype(np.float32)
+    labels = np.concatenate([np.ones(n_other, int), np.zeros(n_other, int), np.zeros(n_misread, int)])
+    preds = labels.copy()
+    preds[2 * n_other:] = 1
+    wrong_elsewhere = rng.random(2 * n_other) < 0.05
+    preds[: 2 * n_other][wrong_elsewhere] = 1 - preds[: 2 * n_other][wrong_elsewhere]
+    probs = np.full((len(labels), 2), 0.1, np.float32)
+    probs[np.arange(len(labels)), preds] = 0.9
+    return fl.data.EmbeddingTable(emb, labels, probs).to_outputs(), np.arange(2 * n_other, len(labels))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_members_are_the_classes_that_fail_not_their_neighbours_read_right(seed):
+    out, misread = _misread_inside(np.random.default_rng(seed))
+    finder = fl.Spotlight(n_spotlights=1)
+    top = finder.find(out)[0]
+    # the misread class-0 rows sit among class 1's rows: members are drawn from class 0 only
+    assert finder.classes_[0].tolist() == [0]
+    assert np.isin(top.members, misread).mean() >= 0.9 and np.isin(misread, top.members).mean() >= 0.9
+    # and rows of the class that is read right are not assigned to it on new rows either
+    (rows, _), = finder.assign(out)
+    assert (out.labels[rows] == 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_shell_that_borrows_a_regions_errors_is_not_a_second_mode(seed):
+    # one region of errors eight times the spotlight's size: its rim is no second failure
+    # (in 8 dimensions, where the blob's rim lies inside the bulk, a rim of bulk and blob rows
+    # still comes back as a diluted mode in some seeds: BENCHMARKS.md)
+    out, blob = planted_blob(n=6000, dim=16, blob_fraction=0.08, seed=seed)
+    modes = fl.Spotlight(size=60, n_spotlights=4).find(out)
+    holding = [m for m in modes if blob[m.members].sum() > 0.1 * blob.sum()]
+    assert len(holding) == 1 and blob[holding[0].members].sum() >= 0.8 * blob.sum()

@@ -56,12 +56,17 @@ def planted_blob(
 
 def write_scale_table(folder, n: int = 1_000_000, dim: int = 512, blobs: tuple[int, ...] = (5000, 2000, 1000),
                       num_classes: int = 10, error_rate: float = 0.1, blob_error_rate: float = 0.9, seed: int = 0,
-                      chunk: int = 65_536) -> np.ndarray:
+                      chunk: int = 65_536, separation: float | None = None) -> np.ndarray:
     """Write an embedding table as a folder of .npy files (`faultlines scan --data FOLDER`), in
     chunks, so a table larger than memory can be made: N(0, I) float32 embeddings, `num_classes`
     random labels, the model wrong on a random `error_rate` of the rows, and planted blobs of
     the given sizes, each N(c_b, 0.5^2 I) around its own random centre, wrong on `blob_error_rate`
     of their rows. Probabilities: the predicted class gets U(0.5, 0.99), the rest share the remainder.
+
+    `separation`: None draws each centre N(0, I) (blobs about as far from each other as from the
+    bulk); a number places the centres at that many blob radii (0.5 sqrt(dim)) from each other,
+    around one point drawn N(0, I): at separation 2 the blobs are nearer each other than any
+    bulk row is to them, and at 1 a blob's centre lies on the next blob's rim.
 
     Returns:
         (n,) int array: the blob of each row (0, 1, ...), -1 outside every blob.
@@ -76,6 +81,9 @@ def write_scale_table(folder, n: int = 1_000_000, dim: int = 512, blobs: tuple[i
     for b, part in enumerate(np.split(rows, np.cumsum(blobs)[:-1])):
         blob_of[part] = b
     centres = rng.standard_normal((len(blobs), dim), dtype=np.float32)
+    if separation is not None:  # equidistant: a scaled orthonormal set around the first centre
+        axes = np.linalg.qr(rng.standard_normal((dim, len(blobs))))[0].T.astype(np.float32)
+        centres = centres[0] + separation * 0.5 * np.sqrt(dim) / np.sqrt(2) * axes
     labels = rng.integers(0, num_classes, n)
     wrong = rng.random(n) < np.where(blob_of >= 0, blob_error_rate, error_rate)
     preds = np.where(wrong, (labels + rng.integers(1, num_classes, n)) % num_classes, labels)

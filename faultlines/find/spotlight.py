@@ -19,8 +19,11 @@ down-weights the losses it covered, l_i <- l_i (1 - k_i / max k), so the next lo
 
 Each spotlight must be a new region whose errors are above the rest's (`max_overlap`,
 `alpha`): a search whose best start repeats an earlier spotlight is replaced by its next
-start, and a search with none left keeps nothing. Members are the rows nearest the centre, from
-the spotlight's size out to where their errors are most significant (`grow`).
+start, and a search with none left keeps nothing. Members are the rows nearest the centre, of
+the classes that fail there, from the spotlight's size out to where their errors are most
+significant (`grow`). A kept region's members are explained: the next search sees their losses
+as zero, and a candidate most of whose errors are an earlier region's members is a shell of that
+region, not a failure of its own.
 
 At scale the search runs on a random `search_rows` of the rows and each spotlight is then
 set on every row, a chunk of rows at a time (`faultlines.arrays`): the 150 Adam steps cost
@@ -40,6 +43,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import stats
 
 from faultlines.arrays import fit_space, row_chunks, to_space
 from faultlines.errors import DataError
@@ -60,6 +64,19 @@ DEFAULT_SHARE = 0.05
 DEFAULT_MAX_ROWS = 100
 #: How many numbers (rows x width) the search reads at each step, by default (`search_rows`).
 SEARCH_NUMBERS = 3_200_000
+#: A class is among a region's failing classes when its core rows are wrong more often than
+#: its rows are overall at this level (`failing_classes`).
+FAILING_ALPHA = 0.05
+#: How many of a grown region's errors are tried as the seeds of other parts (`Spotlight._split`).
+SPLIT_SEEDS = 8
+#: Mean-shift steps that take a seed to the densest place near it, the centre of its part.
+SHIFTS = 5
+#: How unlikely a valley's few middle rows must be, were the middle as dense as the ends.
+VALLEY_ALPHA = 0.001
+#: Two high-error cores are two regions when the rows midway between them are fewer than this
+#: share of the rows at either core (`valley`): a quarter is a clear dip, where one region that
+#: holds both cores is about as dense between them as at them.
+VALLEY = 0.25
 
 
 @dataclass(eq=False, repr=False)
@@ -110,6 +127,11 @@ class Spotlight(Finder):
         precisions_: (n_spotlights,) kernel precisions tau.
         weights_: (N, n_spotlights) kernel weight of every sample in every spotlight.
         radii_: (n_spotlights,) squared distance of the farthest member (`assign` uses it).
+        classes_: per spotlight, the classes its members are drawn from (`failing_classes`;
+            None: every class); `assign` draws from them too.
+        parts_: per spotlight, None, or where its growth was split (`_split`): its core's mean
+            and the centres of the other parts, (1 + parts, D); `assign` keeps rows nearer the
+            first than every other.
         scaler_, pca_: the fitted standardisation and PCA (None without `pca`).
         objectives_: (n_spotlights,) weighted mean loss each spotlight reached on the losses it saw.
         (n_spotlights here is the number kept.)
@@ -267,6 +289,14 @@ class Spotlight(Finder):
         sub_count = count if searched is None else count * len(searched) / n
         wrong = ~outputs.correct
         hoods = self._neighbourhoods(x, x_sq, losses, int(math.ceil(sub_count)))
+
+        def embed(rows: np.ndarray) -> torch.Tensor:  # rows of all the outputs, in the searched space
+            if searched is None:
+                return x[torch.from_numpy(rows)]
+            ascending = np.argsort(rows)
+            z = torch.empty((len(rows), x.shape[1]))
+            z[torch.from_numpy(ascending)] = self._space(outputs.embeddings[rows[ascending]])
+            return z
         kept: list[dict] = []
         rejected = 0
         with torch.random.fork_rng():
@@ -280,47 +310,142 @@ class Spotlight(Finder):
                 if searched is not None:  # the search saw a sample: set each size on every row
                     taus = self._precision_for(d2, count)
                 kernels = self._kernel(d2, taus)
-                covered = kernels[0]  # what the next search steers away from, kept or not
+                covered, explained = kernels[0], None  # what the next search steers away from, kept or not
                 for c, (mu, _, objective) in enumerate(candidates):
-                    order, size = self._members(d2[c], kernels[c], wrong)
+                    order, size, classes, parts = self._members(d2[c].numpy(), float(kernels[c].sum()), wrong, outputs.labels, embed)
                     if self._acceptable(order[:size], wrong, kept):
                         kept.append({"mu": mu, "tau": float(taus[c]), "objective": objective, "k": kernels[c],
-                                     "members": order[:size], "radius": float(d2[c, order[size - 1]])})
-                        covered = kernels[c]
+                                     "members": order[:size], "radius": float(d2[c, order[size - 1]]), "classes": classes,
+                                     "parts": parts})
+                        covered, explained = kernels[c], order[:size]
                         break
                     rejected += 1
                 k_seen = covered if searched is None else covered[searched]
                 losses = losses * (1 - k_seen / k_seen.max().clamp(min=1e-12))
+                if explained is not None:  # a kept region's members are explained, grown ones too
+                    losses[torch.from_numpy(_positions(explained, searched))] = 0
         self.centers_ = np.stack([s["mu"].numpy() for s in kept]) if kept else np.zeros((0, x.shape[1]), np.float32)
         self.precisions_ = np.array([s["tau"] for s in kept])
         self.objectives_ = np.array([s["objective"] for s in kept])
         self.weights_ = np.stack([s["k"].numpy() for s in kept], axis=1) if kept else np.zeros((n, 0), np.float32)
         self.radii_ = np.array([s["radius"] for s in kept])
+        self.classes_ = [s["classes"] for s in kept]
+        self.parts_ = [None if s["parts"] is None else s["parts"].numpy() for s in kept]
         self.analyses_["spotlight"] = {"asked": self.n_spotlights, "kept": len(kept), "rejected": rejected,
                                        "searched_rows": n if searched is None else len(searched)}
         return [self._spotlight_mode(outputs, j, s["members"]) for j, s in enumerate(kept)]
 
-    def _members(self, d2: torch.Tensor, k: torch.Tensor, wrong: np.ndarray) -> tuple[np.ndarray, int]:
-        """Rows nearest the centre first, and how many of them are members: the spotlight's
-        size, round(sum k) (its kernel's support would also count the thin outer shell, which
-        in many dimensions holds a crowd of barely-weighted rows); with `grow`, as many more as
-        makes the members' errors most significant against the rows' error rate (binomial z),
-        up to a quarter of the rows."""
-        order = np.argsort(d2.numpy(), kind="stable")
-        size = max(1, round(float(k.sum())))
-        rate = float(wrong.mean())
-        if self.grow and 0 < rate < 1 and size < len(order) // 4:
-            m = np.arange(1, len(order) // 4 + 1)
-            z = (np.cumsum(wrong[order[: len(m)]]) - m * rate) / np.sqrt(m * rate * (1 - rate))
+    def _members(self, dist: np.ndarray, weight: float, wrong: np.ndarray, labels: np.ndarray,
+                 embed) -> tuple[np.ndarray, int, np.ndarray | None, torch.Tensor | None]:
+        """A candidate's rows nearest its centre first, how many of them are members, the
+        classes members are drawn from (None: every class) and, where growth was split, the
+        points that split it (`_split`). `dist` is every row's squared
+        distance to the centre, `weight` the kernel's sum, `embed(rows)` those rows in the
+        searched space.
+
+        The core is the spotlight's size, round(weight) rows (its kernel's support would also
+        count the thin outer shell, which in many dimensions holds a crowd of barely-weighted
+        rows). Members are the core's rows of the classes that fail there (`failing_classes`):
+        a model that reads a region's images as another class maps them among that class's rows,
+        which it reads right and which are not the failure. With `grow`, as many more rows of
+        those classes follow as makes the members' errors most significant against those
+        classes' error rate (binomial z), up to a quarter of the rows. Growth does not cross a
+        valley of rows into another high-error part (`_split`): that is a second failure,
+        found by a later search, not more of this one."""
+        order = np.argsort(dist, kind="stable")
+        core = max(1, round(weight))
+        classes = failing_classes(wrong[order[:core]], labels[order[:core]], wrong, labels)
+        if classes is not None:
+            core = int(np.isin(labels[order[:core]], classes).sum())
+            order = order[np.isin(labels[order], classes)]
+        size = self._grow(order, core, wrong)
+        parts = None
+        if self.grow and size > core:
+            split = self._split(order, core, size, wrong, embed)
+            if split is not None:
+                keep, parts = split
+                order = order[keep]
+                size = self._grow(order, core, wrong)
+        return order, size, classes, parts
+
+    def _split(self, order: np.ndarray, core: int, size: int, wrong: np.ndarray, embed) -> tuple[np.ndarray, torch.Tensor] | None:
+        """Where grown members hold more than one high-error part: a mask over `order` of the rows
+        nearer the core's mean than every other part's centre, and those (1 + parts, D) points,
+        the core's mean first; or None when there is one part.
+
+        Other parts are looked for from up to SPLIT_SEEDS of the grown errors, each as far as
+        can be from the centre and from the seeds before it (farthest-point order, so a part
+        away from the centre is reached first), among the 2 x `size` rows nearest the centre; a
+        seed's part is a separate part when a
+        valley of rows lies between it and this centre (`valley`). A part's centre is where SHIFTS
+        mean-shift steps (each to the mean of the nearest quarter-core of rows) take the seed, so
+        a part may be smaller than the spotlight's size; a part whose rows are not wrong more
+        often than the rows' rate is no failure and splits nothing."""
+        near = order[: min(len(order), 2 * size)]
+        errors = torch.from_numpy(np.flatnonzero(wrong[near[core:size]]) + core)
+        if len(errors) < 2:
+            return None
+        z = embed(near)
+        z_sq = (z * z).sum(1)
+        mean = z[:core].mean(0, keepdim=True)  # the core's own centre: the spotlight's may lean towards other errors
+        d_centre = self._sq_dist(z, z_sq, mean)[0]
+        gap = d_centre[errors].clone()  # each error's squared distance to the centre and the seeds so far
+        keep = torch.ones(len(near), dtype=torch.bool)
+        parts = [mean[0]]
+        for _ in range(min(SPLIT_SEEDS, len(errors))):
+            if float(gap.max()) <= 0:
+                break
+            seed = errors[int(torch.argmax(gap))]
+            d_seed = self._sq_dist(z, z_sq, z[seed : seed + 1])[0]
+            centre = z[seed : seed + 1]
+            for _ in range(SHIFTS):  # mean shift: from the seed to the densest place near it
+                hood = torch.topk(self._sq_dist(z, z_sq, centre)[0], max(1, core // 4), largest=False).indices
+                centre = z[hood].mean(0, keepdim=True)
+            d_part = self._sq_dist(z, z_sq, centre)[0]
+            gap = torch.minimum(gap, d_seed[errors])
+            if not self._enriched(near[hood.numpy()], order, wrong):
+                gap = torch.where(keep[errors], gap, torch.zeros_like(gap))
+                continue
+            apart = float(((mean - centre) ** 2).sum())
+            radius = max(float(d_centre[:core].median()), float(d_part[hood].median()))
+            if valley(d_centre.numpy(), d_part.numpy(), apart, radius):
+                keep &= d_centre < d_part
+                parts.append(centre[0])
+            gap = torch.where(keep[errors], gap, torch.zeros_like(gap))
+        if bool(keep.all()):
+            return None
+        mask = np.zeros(len(order), bool)
+        mask[: len(near)] = keep.numpy()
+        return mask, torch.stack(parts)
+
+    def _grow(self, order: np.ndarray, size: int, wrong: np.ndarray) -> int:
+        """How many of the rows in `order` are members: `size`, and with `grow` as many more as
+        makes their errors most significant against the error rate of all of `order` (binomial
+        z), up to a quarter of the rows."""
+        rate = float(wrong[order].mean()) if len(order) else 0.0
+        limit = min(len(order), len(wrong) // 4)
+        if self.grow and 0 < rate < 1 and 0 < size < limit:
+            m = np.arange(1, limit + 1)
+            z = (np.cumsum(wrong[order[:limit]]) - m * rate) / np.sqrt(m * rate * (1 - rate))
             size += int(np.argmax(z[size - 1 :]))
-        return order, size
+        return max(1, min(size, len(order)))
+
+    def _enriched(self, rows: np.ndarray, among: np.ndarray, wrong: np.ndarray) -> bool:
+        """Whether `rows` are wrong more often than the rest of `among` (one-sided Fisher at 0.05)."""
+        inside, total = int(wrong[rows].sum()), int(wrong[among].sum())
+        return enrichment_p(inside, len(rows), total - inside, len(among) - len(rows)) <= FAILING_ALPHA
 
     def _acceptable(self, members: np.ndarray, wrong: np.ndarray, kept: list[dict]) -> bool:
-        """Whether a candidate's members are a new region (sharing at most `max_overlap` of the
-        smaller member set with every spotlight kept) with errors above the other rows' (`alpha`)."""
+        """Whether a candidate's members are a new failure: sharing at most `max_overlap` of the
+        smaller member set with every spotlight kept, and at most `max_overlap` of its errors
+        with any one of them (a shell around a kept region borrows that region's errors: it is
+        not a second failure), with errors above the other rows' (`alpha`)."""
+        errors = members[wrong[members]]
         for other in kept:
             shared = len(np.intersect1d(members, other["members"], assume_unique=True))
             if shared > self.max_overlap * min(len(members), len(other["members"])):
+                return False
+            if len(np.intersect1d(errors, other["members"], assume_unique=True)) > self.max_overlap * len(errors):
                 return False
         if self.alpha is None:
             return True
@@ -341,16 +466,24 @@ class Spotlight(Finder):
 
     def assign(self, outputs: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per spotlight, the rows of `outputs` no farther from its centre than its farthest
-        member at `find`, nearest first, and their kernel weights."""
+        member at `find`, of its classes and on its side of any split, nearest first, and their
+        kernel weights."""
         d2 = self._distances(outputs.embeddings, torch.from_numpy(self.centers_))
         k = self._kernel(d2, torch.from_numpy(self.precisions_).float()).numpy()
         d2 = d2.numpy()
         assigned = []
         for j in range(len(self.centers_)):
-            rows = np.flatnonzero(d2[j] <= self.radii_[j])
+            near = d2[j] <= self.radii_[j]
+            if self.classes_[j] is not None:
+                near &= np.isin(outputs.labels, self.classes_[j])
+            if self.parts_[j] is not None:  # and on this region's side of every part split from it
+                to_parts = self._distances(outputs.embeddings, torch.from_numpy(self.parts_[j])).numpy()
+                near &= (to_parts[0] < to_parts[1:]).all(0)
+            rows = np.flatnonzero(near)
             rows = rows[np.argsort(d2[j, rows], kind="stable")]
             assigned.append((rows, k[j, rows]))
         return assigned
+
 
     def _spotlight_mode(self, outputs: Outputs, j: int, members: np.ndarray) -> FailureMode:
         k = self.weights_[:, j]
@@ -362,3 +495,43 @@ class Spotlight(Finder):
         }
         evidence = {"precision": float(self.precisions_[j]), "kernel": self.kernel}
         return self._mode(j, members, outputs, weights=w, metrics=metrics, evidence=evidence)
+
+
+def failing_classes(core_wrong: np.ndarray, core_labels: np.ndarray, wrong: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """The classes whose rows in a region's core are wrong more often than that class's rows
+    are overall (one-sided Fisher at FAILING_ALPHA), or None when every class the core holds
+    does, or none does (then the region is not narrowed to classes)."""
+    present = np.unique(core_labels)
+    failing = [c for c in present
+               if enrichment_p(int(core_wrong[core_labels == c].sum()), int((core_labels == c).sum()),
+                               int(wrong[labels == c].sum()) - int(core_wrong[core_labels == c].sum()),
+                               int((labels == c).sum()) - int((core_labels == c).sum())) <= FAILING_ALPHA]
+    return np.array(failing) if 0 < len(failing) < len(present) else None
+
+
+def valley(near: np.ndarray, far: np.ndarray, apart: float, radius: float) -> bool:
+    """Whether two parts, whose centres are `apart` (squared distance), are two regions with a
+    valley of rows between them. `near` and `far` are the rows' squared distances to each
+    centre. Each row is placed on the line through the centres (t = 0 at the first, 1 at the
+    second) and at its distance from that line; among the rows within `radius` (squared) of the
+    line, those within 0.1 of its middle are fewer than VALLEY times those within 0.1 of either
+    end, and fewer than chance allows were the middle as dense as the ends (one-sided binomial
+    test at VALLEY_ALPHA: a handful of rows proves nothing). On the line, not in balls around the centres: in many dimensions every row of a part
+    lies at about the same distance from its centre, so counts in balls swing with where a
+    centre sits, while a part's spread along one line is its spread in one direction; and
+    only rows near the line, so that a third part beside the two does not fill the middle."""
+    apart = max(apart, 1e-12)
+    t = (near - far + apart) / (2 * apart)
+    close = near - t * t * apart <= radius
+    t = t[close]
+    ends = min(int((np.abs(t) <= 0.1).sum()), int((np.abs(t - 1) <= 0.1).sum()))
+    middle = int((np.abs(t - 0.5) <= 0.1).sum())
+    return middle < VALLEY * ends and stats.binomtest(middle, middle + ends, 0.5, alternative="less").pvalue <= VALLEY_ALPHA
+
+
+def _positions(rows: np.ndarray, searched: np.ndarray | None) -> np.ndarray:
+    """Where `rows` (of all rows) are among the `searched` rows (all of them when None)."""
+    if searched is None:
+        return rows
+    at = np.searchsorted(searched, rows).clip(max=len(searched) - 1)
+    return at[searched[at] == rows]
