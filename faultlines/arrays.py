@@ -40,6 +40,10 @@ def nonfinite_rows(a: np.ndarray) -> np.ndarray:
     return np.concatenate(bad) if bad else np.array([], np.int64)
 
 
+#: A unit's standardising scale is at least this share of the embeddings' overall scale (`fit_space`).
+SCALE_FLOOR = 1e-3
+
+
 def fit_space(embeddings: np.ndarray, rows: np.ndarray | None, n_components: int | None, seed: int = 0):
     """Fit the standardisation of `embeddings` on every row, a chunk at a time (no float64 copy
     of the table), and PCA to `n_components` on the standardised `rows` (all rows if None);
@@ -54,6 +58,12 @@ def fit_space(embeddings: np.ndarray, rows: np.ndarray | None, n_components: int
     scaler = StandardScaler()
     for part in row_chunks(len(embeddings)):
         scaler.partial_fit(embeddings[part])
+    # A unit that barely varies (a ReLU that fires on a handful of rows, or one whose values
+    # differ only by float noise) would be blown up to unit variance and outweigh the units that
+    # carry the representation: its noise would decide distances, and a rerun whose embeddings
+    # differ in the sixth decimal (another engine, another machine) would find other modes.
+    # Its scale is floored at SCALE_FLOOR of the embeddings' overall scale.
+    scaler.scale_ = np.maximum(scaler.scale_, SCALE_FLOOR * np.sqrt(np.mean(scaler.var_)))
     width = embeddings.shape[1]
     if n_components is None or n_components >= width:
         return scaler, None
