@@ -121,3 +121,15 @@ def test_a_shell_that_borrows_a_regions_errors_is_not_a_second_mode(seed):
     modes = fl.Spotlight(size=60, n_spotlights=4).find(out)
     holding = [m for m in modes if blob[m.members].sum() > 0.1 * blob.sum()]
     assert len(holding) == 1 and blob[holding[0].members].sum() >= 0.8 * blob.sum()
+
+
+def test_units_that_never_fire_do_not_turn_float_noise_into_modes():
+    # half the units are dead (exactly 0, as ReLU units that never fire); moving every number by
+    # 1e-5 (another engine's rounding) must not make them decide the distances
+    out, _ = planted_blob(n=4000, dim=16, blob_fraction=0.05, seed=5)
+    emb = np.concatenate([out.embeddings, np.zeros_like(out.embeddings)], axis=1)
+    moved = emb + 1e-5 * np.random.default_rng(0).standard_normal(emb.shape).astype(np.float32)
+    runs = [fl.Spotlight(seed=1).find(fl.data.EmbeddingTable(e, out.labels, out.probs).to_outputs()) for e in (emb, moved)]
+    assert len(runs[0]) == len(runs[1]) >= 1
+    for a, b in zip(*runs):
+        assert len(np.intersect1d(a.members, b.members)) >= 0.95 * len(np.union1d(a.members, b.members))
