@@ -339,9 +339,8 @@ class Spotlight(Finder):
                  embed) -> tuple[np.ndarray, int, np.ndarray | None, torch.Tensor | None]:
         """A candidate's rows nearest its centre first, how many of them are members, the
         classes members are drawn from (None: every class) and, where growth was split, the
-        points that split it (`_split`). `dist` is every row's squared
-        distance to the centre, `weight` the kernel's sum, `embed(rows)` those rows in the
-        searched space.
+        points that split it (`_split`). `dist` is every row's squared distance to the centre,
+        `weight` the kernel's sum, `embed(rows)` those rows in the searched space.
 
         The core is the spotlight's size, round(weight) rows (its kernel's support would also
         count the thin outer shell, which in many dimensions holds a crowd of barely-weighted
@@ -375,12 +374,12 @@ class Spotlight(Finder):
 
         Other parts are looked for from up to SPLIT_SEEDS of the grown errors, each as far as
         can be from the centre and from the seeds before it (farthest-point order, so a part
-        away from the centre is reached first), among the 2 x `size` rows nearest the centre; a
-        seed's part is a separate part when a
-        valley of rows lies between it and this centre (`valley`). A part's centre is where SHIFTS
-        mean-shift steps (each to the mean of the nearest quarter-core of rows) take the seed, so
-        a part may be smaller than the spotlight's size; a part whose rows are not wrong more
-        often than the rows' rate is no failure and splits nothing."""
+        away from the centre is reached first), among the 2 x `size` rows nearest the centre
+        (rows beyond them are not members once growth is split). A seed's part is a separate
+        part when a valley of rows lies between it and the core (`valley`). A part's centre is
+        where SHIFTS mean-shift steps (each to the mean of the nearest quarter-core of rows)
+        take the seed, so a part may be smaller than the spotlight's size; a part whose rows
+        are not wrong more often than the rows' rate is no failure and splits nothing."""
         near = order[: min(len(order), 2 * size)]
         errors = torch.from_numpy(np.flatnonzero(wrong[near[core:size]]) + core)
         if len(errors) < 2:
@@ -404,7 +403,6 @@ class Spotlight(Finder):
             d_part = self._sq_dist(z, z_sq, centre)[0]
             gap = torch.minimum(gap, d_seed[errors])
             if not self._enriched(near[hood.numpy()], order, wrong):
-                gap = torch.where(keep[errors], gap, torch.zeros_like(gap))
                 continue
             apart = float(((mean - centre) ** 2).sum())
             radius = max(float(d_centre[:core].median()), float(d_part[hood].median()))
