@@ -36,6 +36,7 @@ _EXPORTS = {
     "Spotlight": "faultlines.find",
     "VAE": "faultlines.generative",
     "Classifier": "faultlines.model",
+    "Estimator": "faultlines.model",
     "Preprocess": "faultlines.preprocess",
     "probe": "faultlines.probe",
     "report": "faultlines.report",
@@ -97,7 +98,7 @@ if TYPE_CHECKING:
         Spotlight,
     )
     from faultlines.generative import VAE
-    from faultlines.model import Classifier
+    from faultlines.model import Classifier, Estimator
     from faultlines.probe import probe
     from faultlines.report import report
     from faultlines.scan import scan

@@ -203,7 +203,7 @@ def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float
 def scan_command(
     data: Annotated[str, typer.Option(help="Data: a .npz (x, y), an image folder, an embedding table (.parquet, or a folder of .npy), or 'digits'.")],
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
-    model: Annotated[Path | None, typer.Option(help="Model file: TorchScript, a faultlines checkpoint, or a state dict with --factory. Not needed for an embedding table.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model file: TorchScript, a torch.export program (.pt2), a faultlines checkpoint, a state dict with --factory, or a scikit-learn classifier saved with skops (.skops). Not needed for an embedding table.")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer whose output is the embedding (default: input of the last nn.Linear).")] = None,
     factory: Annotated[str | None, typer.Option(help="package.module:callable that builds the model, for a state-dict file.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
@@ -225,6 +225,7 @@ def scan_command(
     embeddings_dtype: Annotated[str, typer.Option(help="How the run folder stores the embeddings: float32 (linked to yours where it can) or float16 (half the bytes).")] = "float32",
     preprocess: Annotated[str | None, typer.Option(help="What the model expects done to its inputs: a preset (imagenet, cifar10, mnist, symmetric) and/or mean=M1,M2,M3 std=S1,S2,S3 resize=H,W (an image folder is read at that size).")] = None,
     check_inputs: Annotated[bool, typer.Option("--check-inputs/--no-check-inputs", help="Warn when the model does much better on the first inputs rescaled (they may be scaled differently from training).")] = True,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse (exit 2) instead of warning when the inputs look wrong: scaled differently from training, or labels and probability columns in different class orders.")] = False,
     label_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of labels (class ids, or class names of any type).")] = "label",
     embedding_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of embeddings (lists of numbers).")] = "embedding",
     probs_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of predicted probabilities (lists of numbers).")] = "probs",
@@ -240,7 +241,7 @@ def scan_command(
     from faultlines.data.files import COLUMNS, load, load_mask
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
-    from faultlines.model import Classifier, load_module, resolve_device
+    from faultlines.model import Classifier, Estimator, load_module, resolve_device
     from faultlines.preprocess import Preprocess
     from faultlines.report.html import check_templates
     from faultlines.scan import ENGINES, scan
@@ -298,15 +299,23 @@ def scan_command(
         # by the next writer at `out` (`atomic.remove_leftovers`)
         spill = None if clf is None or isinstance(source, EmbeddingTable) else make_temporary(out, "probe", folder=True)
         try:
-            result = scan(clf, source, found, train=read(train) if train else None, val=read(val) if val else None,
-                          strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers, check_inputs=check_inputs,
-                          amp=amp, engine=engine, ray_address=ray_address,
-                          embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
+            with warnings.catch_warnings():
+                if strict:
+                    warnings.simplefilter("error", InputWarning)
+                try:
+                    result = scan(clf, source, found, train=read(train) if train else None, val=read(val) if val else None,
+                                  strict=spec != "all", confirm=confirm, alpha=alpha, batch_size=batch_size, num_workers=num_workers,
+                                  check_inputs=check_inputs, amp=amp, engine=engine, ray_address=ray_address,
+                                  embeddings_file=None if spill is None else spill / "embeddings.npy", quiet=quiet, seed=seed)
+                except InputWarning as e:
+                    raise DataError(f"{' '.join(str(e).split())} (refused: --strict)") from e
             result.config["data"] |= {"spec": _absolute(data), "train": _absolute(train), "val": _absolute(val), "columns": columns,
                                       "class_names": names}
             if result.config["model"] is not None:
                 result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
-            _save(result, out, found, model.read_bytes() if model is not None else None, show_all, embeddings_dtype, quiet)
+            # a scikit-learn model is not kept: the repairs (`faultlines fix`) fine-tune torch models only
+            kept = model.read_bytes() if model is not None and not isinstance(clf.module, Estimator) else None
+            _save(result, out, found, kept, show_all, embeddings_dtype, quiet)
         finally:
             if spill is not None:
                 shutil.rmtree(spill, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""`Classifier`: a trained torch module, read for logits, probabilities, embeddings and losses."""
+"""`Classifier`: a trained torch module, or a fitted scikit-learn classifier, read for logits,
+probabilities, embeddings and losses."""
 
 from __future__ import annotations
 
@@ -61,12 +62,63 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return found
 
 
+class Estimator(nn.Module):
+    """A fitted scikit-learn classifier (anything with `predict_proba` and `classes_`: a
+    Pipeline, gradient boosting, a random forest...) as a module: `forward(x)` returns the log
+    of `predict_proba` (whose softmax is the probabilities) and the embedding. The classes are
+    the estimator's, in its order (`classes_`), never guessed; a table's class names apply only
+    where the estimator's classes are the ids 0, 1, ... themselves.
+
+    Args:
+        estimator: the fitted classifier; it is given each batch as a (N, D) float array.
+        transform: a callable from that array to the embedding; default: for a Pipeline, what
+            its last step receives (`pipeline[:-1].transform`), else the input features
+            themselves (the finders standardise each feature).
+
+    Raises:
+        ModelError: the estimator has no `predict_proba`, or is not fitted.
+    """
+
+    def __init__(self, estimator: Any, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        super().__init__()
+        if not callable(getattr(estimator, "predict_proba", None)):
+            raise ModelError(f"a {type(estimator).__name__} has no predict_proba: give a classifier that predicts probabilities")
+        if getattr(estimator, "classes_", None) is None:
+            raise ModelError(f"the {type(estimator).__name__} is not fitted (it has no classes_): fit it first")
+        if transform is None and hasattr(estimator, "steps") and len(estimator.steps) > 1:
+            transform = estimator[:-1].transform
+        self.estimator, self.transform = estimator, transform
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The estimator's classes as names, in its order; None where they are the ids 0, 1,
+        ... themselves (a model fitted on class ids: the data's names then say what they are)."""
+        classes = np.asarray(self.estimator.classes_)
+        if classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes))):
+            return None
+        return tuple(str(c) for c in classes.tolist())
+
+    @property
+    def embedding_name(self) -> str:
+        return "pipeline features" if hasattr(self.estimator, "steps") and self.transform is not None else (
+            "input features" if self.transform is None else "transformed features")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = x.detach().cpu().numpy().reshape(len(x), -1)
+        probs = np.asarray(self.estimator.predict_proba(rows), np.float64)
+        emb = rows if self.transform is None else self.transform(rows)
+        emb = np.asarray(emb.toarray() if hasattr(emb, "toarray") else emb, np.float32).reshape(len(rows), -1)
+        return torch.from_numpy(np.log(np.clip(probs, 1e-12, None))).float(), torch.from_numpy(emb)
+
+
 class Classifier:
     """A trained classifier and where to read its representation.
 
     Args:
         module: the trained `nn.Module`; called as `module(preprocess(x))`, returning logits
-            of shape (N, C), or a tuple (logits, embeddings).
+            of shape (N, C), or a tuple (logits, embeddings). Or a fitted scikit-learn
+            classifier, read through `Estimator` (its classes in its own order, its input
+            features, or a Pipeline's last step's, as the embedding).
         layer: name of the sub-module (as in `module.named_modules()`) whose output is the
             embedding. Default: the input of the last `nn.Linear` (the penultimate features).
         preprocess: what to do to every input batch first: a `Preprocess`, a spec such as
@@ -91,8 +143,13 @@ class Classifier:
         device: str | torch.device | None = "cpu",
         expected: dict[str, float] | None = None,
     ) -> None:
+        if not isinstance(module, nn.Module) and callable(getattr(module, "predict_proba", None)):
+            module = Estimator(module)
         if not isinstance(module, nn.Module):
-            raise ModelError(f"expected a torch nn.Module, got {type(module).__name__}")
+            raise ModelError(f"expected a torch nn.Module or a fitted scikit-learn classifier, got {type(module).__name__}")
+        if isinstance(module, Estimator):
+            device = "cpu"  # scikit-learn runs on the CPU
+            class_names = module.class_names if class_names is None else class_names
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.preprocess = as_preprocess(preprocess)
@@ -105,6 +162,10 @@ class Classifier:
         self.layer_name, self._hook_module, self._hook_input = self._resolve_layer(layer)
 
     def _resolve_layer(self, layer: str | None) -> tuple[str, nn.Module | None, bool]:
+        if isinstance(self.module, Estimator):
+            if layer is not None:
+                raise LayerNotFoundError("a scikit-learn model has no layers; give Estimator(model, transform=...) for another embedding")
+            return self.module.embedding_name, None, False
         modules = dict(self.module.named_modules())
         if layer is not None:
             if layer not in modules or layer == "":
@@ -357,6 +418,8 @@ def _load(
         names = zipfile.ZipFile(p).namelist() if zipfile.is_zipfile(p) else []
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise ModelError(f"cannot read {p}: a damaged zip archive ({first_line(e)}); save or copy the model again") from e
+    if "schema.json" in names:  # a skops file: a scikit-learn model, read without unpickling
+        return _load_skops(p, trust_pickle), None, None
     if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)
         try:
             # unflatten restores the module hierarchy, so forward hooks reach named layers
@@ -410,6 +473,28 @@ def _load(
         _load_state(module, obj, p)
         return module, None, None
     raise ModelError(f"{p} holds a {type(obj).__name__}, not a model, a state dict or a faultlines checkpoint")
+
+
+def _load_skops(p: Path, trust: bool) -> Estimator:
+    """A scikit-learn classifier from a skops file (skops rebuilds it without pickle). Types
+    of scikit-learn, numpy and scipy are trusted; any other type the file names (a third-party
+    model, the user's own code) only with `trust`."""
+    try:
+        import skops.io as sio
+    except ImportError as e:
+        raise ModelError(f"{p} is a skops file; reading it needs skops: pip install 'faultlines[sklearn]'") from e
+    try:
+        named = sio.get_untrusted_types(file=p)
+        others = [t for t in named if t.split(".")[0] not in ("sklearn", "numpy", "scipy", "builtins")]
+        if others and not trust:
+            raise ModelError(f"{p} holds types outside scikit-learn ({', '.join(others[:5])}); loading them can run their code: "
+                             "pass --trust-pickle (trust_pickle=True) if you trust the file")
+        estimator = sio.load(p, trusted=named)
+    except ModelError:
+        raise
+    except Exception as e:  # skops raises many types for a damaged or foreign file
+        raise ModelError(f"cannot read the skops file {p} ({first_line(e)})") from e
+    return Estimator(estimator)
 
 
 def _build(factory: Callable[..., nn.Module], name: Any, kwargs: dict[str, Any]) -> nn.Module:

@@ -143,6 +143,64 @@ CHECK_P = 1e-3
 CHECK_BELOW = 0.1
 
 
+def check_alignment(outputs: Outputs, seed: int = 0) -> dict | None:
+    """A test that the labels and the probability columns name the classes in the same order.
+
+    A table whose class columns are in another order than its labels' ids (a model's classes
+    `malignant, benign` beside labels sorted to `benign, malignant`) scans without an error at
+    near-zero accuracy. The confusion counts (label x arg-max column) of a random half of the
+    rows choose the assignment of columns to classes that gets the most of them right
+    (`scipy.optimize.linear_sum_assignment`); where it is not the given order, the other half
+    tests it: when a one-sided sign test on those rows that only one of the two orders gets
+    right says the chosen order is no chance (p <= `CHECK_P`), the columns are likely
+    misaligned (a swap of two classes of fifty is found too). Choosing on one half and testing
+    on the other keeps the test honest: among the k! orders of k classes, one fits any one set
+    of rows better than the given order by chance alone.
+
+    Returns:
+        None when the given order fits; else the finding: `message` (one line), the accuracy as
+        given and in the fitted order (on every row), `order` (the class names that fit the
+        columns, one per column, chosen on every row), and p.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    k, n = outputs.num_classes, outputs.n
+
+    def confusion(rows: np.ndarray) -> np.ndarray:
+        counts = np.zeros((k, k), np.int64)
+        np.add.at(counts, (outputs.labels[rows], outputs.preds[rows]), 1)
+        return counts
+
+    def fitted(counts: np.ndarray) -> np.ndarray:  # column of each class
+        return linear_sum_assignment(counts, maximize=True)[1]
+
+    rows = np.random.default_rng(seed).permutation(n)
+    choose, test = rows[: n // 2], rows[n // 2 :]
+    columns = fitted(confusion(choose))
+    classes = np.arange(k)
+    if np.array_equal(columns, classes):
+        return None
+    held = confusion(test)
+    moved = columns != classes  # a row in a moved column is right in one of the two orders at most
+    only_fitted = int(held[classes[moved], columns[moved]].sum())
+    only_given = int(np.diag(held)[columns[moved]].sum())
+    p = float(stats.binomtest(only_fitted, only_fitted + only_given, 0.5, alternative="greater").pvalue) if only_fitted else 1.0
+    if p > CHECK_P:
+        return None
+    everything = confusion(rows)
+    columns = fitted(everything)
+    given, right = np.trace(everything) / n, everything[classes, columns].sum() / n
+    order = [""] * k
+    for c, column in enumerate(columns.tolist()):
+        order[column] = outputs.class_names[c]
+    message = (f"the labels and the probability columns may name the classes in different orders: {given:.1%} of rows are "
+               f"right with the columns as given ({', '.join(outputs.class_names)}) but {right:.1%} with them read as "
+               f"{', '.join(order)} (sign test on held-out rows p = {p:.2g}); if the labels are class names, give the "
+               f"columns' order (--class-names {','.join(order)}; class_names= in the API), else reorder the probability "
+               "columns to follow the label ids")
+    return {"message": message, "accuracy": float(given), "accuracy_fitted": float(right), "order": order, "p_value": p}
+
+
 def check_inputs(clf: Classifier, data: Source, rows: int = 256) -> dict | None:
     """A quick test that the inputs are scaled as the model was trained to take them.
 

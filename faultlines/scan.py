@@ -30,9 +30,9 @@ from faultlines.data.sources import EmbeddingTable, Source, Splits
 from faultlines.descriptions import describe_modes
 from faultlines.errors import InputWarning, SettingsError
 from faultlines.find.base import SEED, Finder, missing
-from faultlines.model import Classifier
+from faultlines.model import Classifier, Estimator
 from faultlines.preprocess import describe_preprocess
-from faultlines.probe import check_inputs as check_scaling
+from faultlines.probe import check_alignment, check_inputs as check_scaling
 from faultlines.probe import probe
 from faultlines.progress import stage_done
 from faultlines.registry import build
@@ -125,7 +125,11 @@ def scan(
             keep them memory-mapped from it (a run folder then links to it).
         check_inputs: first run the model on a batch of the data as given and rescaled
             (`faultlines.probe.check_inputs`), and warn (`InputWarning`) when the inputs seem
-            scaled differently from training; the finding is in `config["checks"]`.
+            scaled differently from training; the finding is in `config["checks"]`. Whatever
+            this says, the probed outputs are checked for labels and probability columns in
+            different class orders (`faultlines.probe.check_alignment`), warned the same way;
+            turn `InputWarning` into an error (`warnings.simplefilter("error", InputWarning)`;
+            CLI: --strict) to refuse such inputs.
         seed: given to finders built by name, and to the held-out split; recorded.
 
     Returns:
@@ -183,8 +187,6 @@ def scan(
         run_probe = functools.partial(probe, num_workers=num_workers, amp=amp)
     checking = check_inputs and clf is not None and isinstance(data, Source)
     finding = check_scaling(clf, data) if checking else None
-    if finding is not None:
-        warnings.warn(finding["message"], InputWarning, stacklevel=2)
     if checking:
         lap("input check")
     outputs = run_probe(clf, data, batch_size=batch_size, quiet=quiet, embeddings_file=embeddings_file)
@@ -193,6 +195,11 @@ def scan(
     uses_train = train is not None and any("train" in f.requires for f in chosen)
     train_out = run_probe(clf, train, batch_size=batch_size, quiet=quiet, source="train") if uses_train else None
     val_out = run_probe(clf, val, batch_size=batch_size, quiet=quiet, source="val") if uses_train and val is not None else None
+    aligned = check_alignment(outputs)
+    if aligned is not None:  # then any rescaling's gain is the misread classes' (the scaling check's premise fails)
+        warnings.warn(aligned["message"], InputWarning, stacklevel=2)
+    elif finding is not None:
+        warnings.warn(finding["message"], InputWarning, stacklevel=2)
     lap("probe")
     fraction = default_fraction(outputs.n) if confirm is None else confirm
     heldout = split_rows(outputs.n, fraction, seed) if fraction > 0 and any(confirmable(f) for f in chosen) else None
@@ -213,13 +220,14 @@ def scan(
     lap("descriptions")
     config = {
         "data": {"name": data.name, "samples": outputs.n, "classes": list(outputs.class_names), "engine": engine},
-        "model": None if clf is None else {"class": type(clf.module).__name__, "embedding_layer": clf.layer_name,
+        "model": None if clf is None else {"class": type(clf.module.estimator if isinstance(clf.module, Estimator) else clf.module).__name__, "embedding_layer": clf.layer_name,
                                            "preprocess": describe_preprocess(clf.preprocess), "fixed_batch": clf.fixed_batch},
         "finders": [{"name": f.name, **f.settings()} for f in chosen],
         "skipped": skipped,
         "confirm": {"fraction": fraction if heldout is not None else 0.0, "heldout_rows": 0 if heldout is None else int(heldout.sum()),
                     "alpha": alpha, "measured": measured},
-        "checks": {"inputs": finding if finding is not None else ("passed" if checking else "not run")},
+        "checks": {"inputs": finding if finding is not None else ("passed" if checking else "not run"),
+                   "alignment": aligned if aligned is not None else "passed"},
         "seed": seed,
         "timings": timings,
         "versions": versions(),

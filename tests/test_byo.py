@@ -104,6 +104,56 @@ def test_the_input_check_compares_with_what_the_checkpoint_records(cnn, splits, 
     assert "its checkpoint records" in found["message"] and found["accuracy"] < loaded.expected["accuracy"] - 0.1
 
 
+def _softmax_rows(rng, labels: np.ndarray, k: int, signal: float) -> np.ndarray:
+    """Probabilities of a model that favours each row's class by `signal` logits."""
+    logits = rng.standard_normal((len(labels), k))
+    logits[np.arange(len(labels)), labels] += signal
+    probs = np.exp(logits)
+    return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_the_class_order_check_is_quiet_on_aligned_columns_and_finds_misaligned_ones():
+    from faultlines.probe import check_alignment
+    from faultlines.types import Outputs
+
+    rng = np.random.default_rng(0)
+    for k, n in ((2, 60), (3, 500), (10, 400), (50, 3000)):
+        for _ in range(25):  # a model at chance and a weak one: among k! orders one always fits a little better
+            y = rng.integers(0, k, n)
+            for probs in (rng.dirichlet(np.ones(k), n).astype(np.float32), _softmax_rows(rng, y, k, 0.3)):
+                assert check_alignment(Outputs.from_probs(y, probs, np.zeros((n, 1)))) is None
+    for k, n, order in ((2, 100, [1, 0]), (3, 90, [1, 2, 0]), (50, 5000, [1, 0, *range(2, 50)])):
+        y = rng.integers(0, k, n)
+        probs = _softmax_rows(rng, y, k, 2.0)[:, order]  # the columns in another order than the label ids
+        names = tuple(f"c{i}" for i in range(k))
+        found = check_alignment(Outputs.from_probs(y, probs, np.zeros((n, 1)), names))
+        assert found is not None and found["p_value"] <= 1e-3, (k, n)
+        assert found["order"] == [names[i] for i in order] and found["accuracy_fitted"] > found["accuracy"]
+
+
+def test_a_table_with_its_class_columns_unsorted_warns_and_class_names_mend_it(tmp_path):
+    rng = np.random.default_rng(1)
+    model_order = np.array(["cat", "dog", "bird"])  # the model's columns, not sorted
+    y = rng.integers(0, 3, 300)
+    probs = _softmax_rows(rng, y, 3, 2.5)
+    true_accuracy = float((probs.argmax(1) == y).mean())
+    table = pa.table({"embedding": rng.standard_normal((300, 4)).tolist(), "label": model_order[y].tolist(), "probs": probs.tolist()})
+    pq.write_table(table, tmp_path / "t.parquet")
+    done = command("scan", "--data", tmp_path / "t.parquet", "--out", tmp_path / "run", "-q")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: the labels and the probability columns"), done.stderr
+    assert "--class-names cat,dog,bird" in lines[0]
+    assert float(re.search(r"accuracy (\d\.\d+)", done.stdout).group(1)) < 0.2  # sorted to bird, cat, dog
+    mended = command("scan", "--data", tmp_path / "t.parquet", "--out", tmp_path / "mended", "-q", "--class-names", "cat,dog,bird")
+    assert mended.returncode == 0 and "warning" not in mended.stderr, mended.stderr
+    assert f"accuracy {true_accuracy:.4f}" in mended.stdout
+    assert json.loads((tmp_path / "mended" / "scan.json").read_text())["config"]["checks"]["alignment"] == "passed"
+    refused = command("scan", "--data", tmp_path / "t.parquet", "--out", tmp_path / "strict", "-q", "--strict")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: the labels and the probability columns"), refused.stderr
+    assert not (tmp_path / "strict" / "scan.json").exists()
+
+
 # -- models ------------------------------------------------------------------------------
 
 

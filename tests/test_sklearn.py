@@ -1,0 +1,96 @@
+"""scikit-learn classifiers: in memory through the API and from skops files through the CLI,
+with the class order taken from the model, never guessed (issue 29)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import command
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.svm import LinearSVC
+
+import faultlines as fl
+from faultlines.errors import ModelError
+from faultlines.significance import significant
+
+skops_io = pytest.importorskip("skops.io", reason="the sklearn extra (skops) is not installed")
+
+
+def double(x):
+    return 2 * x
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_pipeline_in_memory_shows_the_region_it_was_taught_wrong(seed):
+    x, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(y))
+    x, y = x[order].astype(np.float32), y[order]
+    sevens = np.flatnonzero(y == 7)
+    part = KMeans(2, n_init=4, random_state=seed).fit_predict(x[sevens])
+    region = np.zeros(len(y), bool)
+    region[sevens[part == np.argmin(np.bincount(part))]] = True  # the rarer kind of 7
+    half = len(y) // 2
+    taught = y[:half].copy()
+    taught[region[:half]] = 1  # labelled 1 where the model learns
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[:half], taught)
+    result = fl.scan(fl.Classifier(model), fl.data.ArraySource(x[half:], y[half:]), quiet=True, seed=seed)
+    truth = region[half:]
+    assert result.outputs.accuracy == pytest.approx(float((model.predict(x[half:]) == y[half:]).mean()))
+    assert result.config["model"]["class"] == "Pipeline" and result.config["model"]["embedding_layer"] == "pipeline features"
+    top = next(m for m in result.modes if significant(m))
+    assert truth[top.members].mean() >= 0.7 and truth[top.members].sum() >= 0.5 * truth.sum()
+
+
+def test_a_skops_file_scans_from_the_command_line_with_the_models_class_order(tmp_path):
+    x, y = load_breast_cancer(return_X_y=True)  # class 0 is "malignant", 1 "benign": not sorted by name
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(y))
+    train, test = rows[:300], rows[300:]
+    model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(x[train], y[train])
+    skops_io.dump(model, tmp_path / "gb.skops")
+    names = np.array(["malignant", "benign"])
+    np.savez(tmp_path / "t.npz", x=x[test].astype(np.float32), y=names[y[test]])
+    own = float((model.predict(x[test]) == y[test]).mean())
+    done = command("scan", "--model", tmp_path / "gb.skops", "--data", tmp_path / "t.npz", "--out", tmp_path / "run", "-q",
+                   "--class-names", "malignant,benign")
+    assert done.returncode == 0, done.stderr
+    assert f"accuracy {own:.4f}" in done.stdout and "warning" not in done.stderr
+    record = json.loads((tmp_path / "run" / "scan.json").read_text())
+    assert record["config"]["model"]["class"] == "GradientBoostingClassifier"
+    assert record["config"]["data"]["classes"] == ["malignant", "benign"]
+    assert not (tmp_path / "run" / "model.pt").exists()  # `fix` repairs torch models only
+    # the labels' names sorted (benign, malignant) against the model's columns: said, not silent
+    guessed = command("scan", "--model", tmp_path / "gb.skops", "--data", tmp_path / "t.npz", "--out", tmp_path / "guessed", "-q")
+    assert guessed.returncode == 0 and guessed.stderr.count("warning:") == 1, guessed.stderr
+    assert "--class-names malignant,benign" in guessed.stderr
+
+
+def test_a_skops_file_with_code_outside_scikit_learn_needs_trust(tmp_path):
+    x, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(FunctionTransformer(double), StandardScaler(), LogisticRegression()).fit(x, y)
+    skops_io.dump(model, tmp_path / "m.skops")
+    with pytest.raises(ModelError, match="outside scikit-learn.*trust"):
+        fl.Classifier.load(tmp_path / "m.skops")
+    loaded = fl.Classifier.load(tmp_path / "m.skops", trust_pickle=True)
+    assert np.allclose(loaded.predict_probs(x[:20].astype(np.float32)), model.predict_proba(x[:20]), atol=1e-5)
+    (tmp_path / "bad.skops").write_bytes((tmp_path / "m.skops").read_bytes()[:300])
+    with pytest.raises(ModelError, match="cannot read|damaged"):
+        fl.Classifier.load(tmp_path / "bad.skops")
+
+
+def test_models_that_cannot_be_read_say_why():
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    with pytest.raises(ModelError, match="torch nn.Module or a fitted scikit-learn classifier"):
+        fl.Classifier(LinearSVC().fit(x, y))  # no probabilities
+    with pytest.raises(ModelError, match="not fitted"):
+        fl.Classifier(LogisticRegression())
+    with pytest.raises(Exception, match="no layers"):
+        fl.Classifier(LogisticRegression().fit(x, y), layer="fc1")
