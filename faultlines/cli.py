@@ -131,7 +131,7 @@ def _save(result: ScanResult, out: Path, finders: list, model: bytes | None, sho
     order = ranked(result.modes)
     kept = [m for m in order if significant(m)]
     held = f", {confirm['heldout_rows']} rows held out to confirm them" if confirm.get("heldout_rows") else ""
-    typer.echo(f"accuracy {o.accuracy:.4f} on {o.n} {o.source} samples; {len(result.modes)} failure modes, "
+    typer.echo(f"{o.headline()} on {o.n} {o.source} samples; {len(result.modes)} failure modes, "
                f"{len(kept)} significant at alpha {confirm.get('alpha', 0.05):g}{held}:")
     for mode in order if show_all else kept:
         typer.echo(f"  {mode.id}{'' if significant(mode) else ' (not significant)'}: {mode.summary}")
@@ -229,7 +229,13 @@ def scan_command(
     label_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of labels (class ids, or class names of any type).")] = "label",
     embedding_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of embeddings (lists of numbers).")] = "embedding",
     probs_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of predicted probabilities (lists of numbers).")] = "probs",
-    text_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of texts, if any. Every other column is kept as metadata.")] = "text",
+    text_col: Annotated[str, typer.Option(help="Embedding table (.parquet): the column of texts, if any (embedded with MiniLM where there is no embedding column). Every other column is kept as metadata.")] = "text",
+    loss_col: Annotated[str, typer.Option(help="Table of a model without classes: the column of per-row losses (lower is better).")] = "loss",
+    score_col: Annotated[str, typer.Option(help="Table of a model without classes: the column of per-row scores (say which way with --higher-is-better or --lower-is-better).")] = "score",
+    passed_col: Annotated[str, typer.Option(help="Table of a model without classes: the column saying whether each row passed (true/false, 0/1, pass/fail).")] = "passed",
+    failed_col: Annotated[str, typer.Option(help="Table of a model without classes: the column saying whether each row failed.")] = "failed",
+    higher_is_better: Annotated[bool | None, typer.Option("--higher-is-better/--lower-is-better", help="Which way the score column goes (never guessed).", show_default=False)] = None,
+    loss_threshold: Annotated[float | None, typer.Option(help="Table of losses without a pass/fail column: a row fails where its loss is above this (default: above the median loss).")] = None,
     class_names: Annotated[str | None, typer.Option(help="Comma-separated class names, one per class id (for a table: in the order of its probabilities).")] = None,
     confirm: Confirm = None,
     alpha: Alpha = 0.05,
@@ -252,10 +258,12 @@ def scan_command(
     steps = Preprocess.parse(preprocess) if preprocess is not None else None
     if steps is not None and model is None:
         raise SettingsError("--preprocess is for the model's inputs; an embedding table needs no model")
-    given = {"embedding": embedding_col, "label": label_col, "probs": probs_col, "text": text_col}
+    given = {"embedding": embedding_col, "label": label_col, "probs": probs_col, "text": text_col, "loss": loss_col,
+             "score": score_col, "passed": passed_col, "failed": failed_col}
     columns = {role: name for role, name in given.items() if name != COLUMNS[role]}
     names = [n.strip() for n in class_names.split(",")] if class_names is not None else None
-    read = lambda spec: load(spec, columns=columns, class_names=names, size=steps.resize if steps else None)  # noqa: E731
+    read = lambda spec: load(spec, columns=columns, class_names=names, size=steps.resize if steps else None,  # noqa: E731
+                             higher_is_better=higher_is_better, threshold=loss_threshold, quiet=quiet)
     spec = _finder_spec(finders, density)
     found = _finders(spec, seed, quiet, size, spotlights, vae_epochs)
     if engine not in ENGINES:

@@ -154,7 +154,7 @@ def mean_images(mode: FailureMode, outputs: Outputs, previews: dict[int, Any]) -
     class's other rows, the class name) over the rows the run keeps pictures of, as float
     arrays in [0, 1]; None without pictures of both."""
     members = np.asarray(mode.members)
-    if not len(members) or not previews:
+    if not len(members) or not previews or not outputs.has_classes:
         return None
     label = int(np.bincount(outputs.labels[members]).argmax())
     own = [i for i in members.tolist() if outputs.labels[i] == label and isinstance(previews.get(i), np.ndarray)]

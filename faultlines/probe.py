@@ -158,12 +158,14 @@ def check_alignment(outputs: Outputs, seed: int = 0) -> dict | None:
     of rows better than the given order by chance alone.
 
     Returns:
-        None when the given order fits; else the finding: `message` (one line), the accuracy as
-        given and in the fitted order (on every row), `order` (the class names that fit the
+        None when the given order fits (or there are no classes); else the finding: `message`
+        (one line), the accuracy as given and in the fitted order (on every row), `order` (the class names that fit the
         columns, one per column, chosen on every row), and p.
     """
     from scipy.optimize import linear_sum_assignment
 
+    if not outputs.has_classes:
+        return None
     k, n = outputs.num_classes, outputs.n
 
     def confusion(rows: np.ndarray) -> np.ndarray:

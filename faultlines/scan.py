@@ -160,7 +160,7 @@ def scan(
     inputs = data if isinstance(data, Source) else None
     chosen, skipped = [], {}
     for finder in finders:
-        reason = missing(finder, clf, inputs, train)
+        reason = missing(finder, clf, data, train)
         if reason and strict:
             raise SettingsError(reason)
         if reason:

@@ -15,7 +15,11 @@ in-sample error rate is optimistic, and a test on the same rows is not a test. S
 3. `assess` measures each mode on rows its finder did not choose it by: the error rate
    with a Wilson interval, and a one-sided Fisher exact test of that rate against the
    same rows outside the mode; then Benjamini-Hochberg q-values across the run's tested
-   modes. A mode is significant when its q-value is at most `alpha`.
+   modes. A mode is significant when its q-value is at most `alpha`. A "failure" is what
+   `Outputs.failures` says (a wrong class, a failed evaluation, a loss over a threshold);
+   for a model whose only outcome is a loss, the rate is that of losses above the median,
+   and the test is a one-sided Mann-Whitney U test of the mode's losses against the other
+   rows' (`losses_p`), which uses their sizes, not only which side of the median they are.
 
 Which rows a mode is measured on (`evidence["significance"]["rows"]`):
 - "held-out": the finder looks at errors and was confirmed as above;
@@ -77,6 +81,23 @@ def enrichment_p(errors_in: int, n_in: int, errors_out: int, n_out: int) -> floa
     if n_in == 0 or n_out == 0:
         return 1.0
     return float(over_represented(errors_in, n_in, errors_in + errors_out, n_in + n_out))
+
+
+def loss_tested(outputs: Outputs) -> bool:
+    """Whether a mode of these outputs is tested on their losses rather than on failures: a
+    model with neither classes, a pass/fail nor a loss threshold, whose only outcome is the loss."""
+    return not outputs.has_classes and outputs.failed is None and outputs.threshold is None
+
+
+def losses_p(losses: np.ndarray, inside: np.ndarray, measured: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value that the losses of the rows `inside` (indices, among
+    `measured`) are larger than those of the other `measured` rows."""
+    rest = np.ones(len(losses), bool)
+    rest[inside] = False
+    others = losses[measured[rest[measured]]]
+    if len(inside) == 0 or len(others) == 0:
+        return 1.0
+    return float(stats.mannwhitneyu(losses[inside], others, alternative="greater").pvalue)
 
 
 def q_values(p: np.ndarray) -> np.ndarray:
@@ -184,10 +205,12 @@ def assess(modes: list[FailureMode], outputs: Outputs, finders: dict[str, str], 
         alpha: the level at which a mode's q-value makes it significant; the interval is at 1 - alpha.
 
     Metrics added: tested_size, tested_errors, tested_error_rate, error_low, error_high,
-    tested_lift, and for the tested modes p_value and q_value.
+    tested_lift, and for the tested modes p_value and q_value (and, tested on the losses,
+    tested_mean_loss and measured_mean_loss: the mode's and all measured rows' mean loss).
     """
     alpha = check_alpha(alpha)
     wrong = ~outputs.correct
+    by_losses = loss_tested(outputs)
     records: list[dict[str, Any]] = []
     for mode in modes:
         kind = "generated" if mode.source != outputs.source else finders.get(mode.method, "in-sample")
@@ -203,7 +226,12 @@ def assess(modes: list[FailureMode], outputs: Outputs, finders: dict[str, str], 
                                                 "tested_lift": (errors / size) / base if size and base > 0 else 1.0}}
             if kind != "in-sample":
                 others = len(measured) - size
-                record["p"] = enrichment_p(errors, size, int(wrong[measured].sum()) - errors, others)
+                if by_losses:
+                    record["p"] = losses_p(outputs.losses, inside, measured)
+                    record["metrics"] |= {"tested_mean_loss": float(outputs.losses[inside].mean()) if size else 0.0,
+                                          "measured_mean_loss": float(outputs.losses[measured].mean())}
+                else:
+                    record["p"] = enrichment_p(errors, size, int(wrong[measured].sum()) - errors, others)
         low, high = wilson_interval(errors, int(size), 1 - alpha)
         record["metrics"] |= {"tested_error_rate": errors / size if size else 0.0, "error_low": low, "error_high": high}
         records.append(record)
@@ -213,7 +241,7 @@ def assess(modes: list[FailureMode], outputs: Outputs, finders: dict[str, str], 
     out = []
     for mode, r in zip(modes, records):
         passed = bool("p" in r and r["metrics"]["q_value"] <= alpha)
-        evidence = {"rows": r["rows"], "significant": passed, "alpha": alpha, "sentence": _sentence(r, passed, alpha)}
+        evidence = {"rows": r["rows"], "significant": passed, "alpha": alpha, "sentence": _sentence(r, passed, alpha, outputs)}
         out.append(replace(mode, metrics=mode.metrics | r["metrics"], evidence=mode.evidence | {"significance": evidence}))
     return out
 
@@ -225,14 +253,19 @@ ROWS = {"held-out": "on held-out rows the finder never saw",
         "generated": "on its generated inputs, against the label the finder assumes (a person confirms it)"}
 
 
-def _sentence(record: dict[str, Any], passed: bool, alpha: float) -> str:
+def _sentence(record: dict[str, Any], passed: bool, alpha: float, outputs: Outputs) -> str:
     m = record["metrics"]
     size, errors = int(m["tested_size"]), int(m["tested_errors"])
-    text = (f"{errors} of {size} wrong {ROWS[record['rows']]}: error rate {m['tested_error_rate']:.2f}, "
+    kind = outputs.failure_kind if record["rows"] != "generated" else "wrong"
+    test = "one-sided Mann-Whitney U test of the losses" if loss_tested(outputs) else "one-sided Fisher"
+    rate = "error rate" if outputs.has_classes else "rate"
+    text = (f"{errors} of {size} {kind} {ROWS[record['rows']]}: {rate} {m['tested_error_rate']:.2f}, "
             f"{1 - alpha:.0%} interval {m['error_low']:.2f}-{m['error_high']:.2f}")
     if "tested_lift" in m and record["rows"] != "in-sample":
         text += f", {m['tested_lift']:.1f}x the rate of all those rows"
+    if "tested_mean_loss" in m:
+        text += f"; mean loss {m['tested_mean_loss']:.4g} vs {m['measured_mean_loss']:.4g}"
     if "q_value" in m:
         verdict = "significant" if passed else "not significant"
-        text += f"; one-sided Fisher p = {m['p_value']:.2g}, q = {m['q_value']:.2g}: {verdict} at {alpha:g}"
+        text += f"; {test} p = {m['p_value']:.2g}, q = {m['q_value']:.2g}: {verdict} at {alpha:g}"
     return text + "."

@@ -104,17 +104,18 @@ def _samples_table(result: ScanResult):
 
     out = result.outputs
     offsets, ids = result.membership()
-    columns = {
-        "index": pa.array(np.arange(out.n)),
-        "label": pa.array(out.labels),
-        "pred": pa.array(out.preds),
-        "label_name": pa.DictionaryArray.from_arrays(pa.array(out.labels.astype(np.int32)), pa.array(out.class_names, pa.string())),
-        "pred_name": pa.DictionaryArray.from_arrays(pa.array(out.preds.astype(np.int32)), pa.array(out.class_names, pa.string())),
-        "correct": pa.array(out.correct),
-        "loss": pa.array(out.losses),
-        "probs": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.probs, np.float32).ravel()), out.num_classes),
-        "modes": pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids.tolist(), pa.string())),
-    }
+    columns = {"index": pa.array(np.arange(out.n))}
+    if out.has_classes:
+        columns |= {
+            "label": pa.array(out.labels),
+            "pred": pa.array(out.preds),
+            "label_name": pa.DictionaryArray.from_arrays(pa.array(out.labels.astype(np.int32)), pa.array(out.class_names, pa.string())),
+            "pred_name": pa.DictionaryArray.from_arrays(pa.array(out.preds.astype(np.int32)), pa.array(out.class_names, pa.string())),
+        }
+    columns |= {"correct": pa.array(out.correct), "loss": pa.array(out.losses)}
+    if out.has_classes:
+        columns["probs"] = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.probs, np.float32).ravel()), out.num_classes)
+    columns["modes"] = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids.tolist(), pa.string()))
     if result.heldout is not None:
         columns["heldout"] = pa.array(np.asarray(result.heldout, bool))
     if result.texts is not None:
@@ -156,6 +157,9 @@ def save_run(result: ScanResult, path: str | Path, model: bytes | None = None, v
                 "format": RUN_FORMAT,
                 "source": result.outputs.source,
                 "class_names": list(result.outputs.class_names),
+                # outputs without classes: what a failure is (the failures given, or a loss threshold)
+                "outcome": None if result.outputs.has_classes else {"failed": result.outputs.failed is not None,
+                                                                    "threshold": result.outputs.threshold},
                 "config": result.config,
                 "metrics": result.outputs.overview(),
                 "modes": [_mode_dict(m) for m in result.modes],
@@ -267,9 +271,15 @@ def load_run(path: str | Path) -> ScanResult:
     with _reading(path / SAMPLES_FILE):
         table = pq.read_table(path / SAMPLES_FILE)
         column = lambda name: table.column(name).to_numpy()  # noqa: E731
-        probs = table.column("probs").combine_chunks()
-        labels, preds, losses = (column(c) for c in ("label", "pred", "loss"))
-        probs = probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32)
+        losses = column("loss")
+        classed = "probs" in table.column_names
+        if classed:
+            probs = table.column("probs").combine_chunks()
+            labels, preds = column("label").astype(np.int64), column("pred").astype(np.int64)
+            probs = probs.flatten().to_numpy().reshape(len(probs), -1).astype(np.float32)
+        else:
+            labels = preds = probs = None
+            failed = ~column("correct").astype(bool)
         texts = table.column("text").to_pylist() if "text" in table.column_names else None
         heldout = column("heldout").astype(bool) if "heldout" in table.column_names else None
     with _reading(path / SCAN_FILE):
@@ -283,17 +293,20 @@ def load_run(path: str | Path) -> ScanResult:
                     previews[i] = np.asarray(Image.open(io.BytesIO(png)))
     with _reading(path / EMBEDDINGS_FILE):
         embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
-        if embeddings.ndim != 2 or len(embeddings) != len(labels):
-            raise ValueError(f"it holds an array of shape {embeddings.shape}, not one row for each of the {len(labels)} samples")
+        if embeddings.ndim != 2 or len(embeddings) != len(losses):
+            raise ValueError(f"it holds an array of shape {embeddings.shape}, not one row for each of the {len(losses)} samples")
     with _reading(path / SCAN_FILE):
+        outcome = record.get("outcome") or {}
         outputs = Outputs(
-            labels=labels.astype(np.int64),
-            preds=preds.astype(np.int64),
+            labels=labels,
+            preds=preds,
             probs=probs,
             losses=losses.astype(np.float32),
             embeddings=embeddings,
             class_names=tuple(str(c) for c in record["class_names"]),
             source=str(record["source"]),
+            failed=failed if not classed and outcome.get("failed") else None,
+            threshold=None if classed or outcome.get("threshold") is None else float(outcome["threshold"]),
         )
         sizes = [int(m["size"]) for m in record["modes"]]
     with _reading(path / MEMBERS_FILE):

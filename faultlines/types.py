@@ -4,6 +4,7 @@ a notebook expects (`to_pandas`, `_repr_html_`), nothing else."""
 from __future__ import annotations
 
 import base64
+import functools
 import html
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,52 +144,100 @@ def check_mask(mask: np.ndarray, shape: tuple[int, int], what: str = "mask") -> 
 
 @dataclass(frozen=True)
 class Outputs:
-    """What a classifier did on a data set: one row per sample.
+    """What a model did on a data set: one row per sample.
+
+    A classifier's outputs have labels, predictions and probabilities, and a row fails where
+    the prediction is wrong. Any other model's (a regressor, a recommender, an LLM evaluated
+    per prompt) have only a loss per row, and where the outcome says so a binary failure
+    (`failed`: an evaluation's fail, a loss over a threshold the user gave). Finders and tests
+    read `failures` and `losses`, whichever the outcome is; they never ask which task it is.
 
     Attributes:
-        labels: (N,) int64 true classes.
-        preds: (N,) int64 predicted classes.
-        probs: (N, C) float32 predicted class probabilities.
-        losses: (N,) float32 per-sample cross-entropy, -log probs[i, labels[i]].
+        labels: (N,) int64 true classes, or None for outputs without classes.
+        preds: (N,) int64 predicted classes, or None.
+        probs: (N, C) float32 predicted class probabilities, or None.
+        losses: (N,) float32 per-sample loss: a classifier's cross-entropy -log probs[i, labels[i]];
+            any other model's own loss (a squared error, a negated score, 1 for a failed task).
         embeddings: (N, D) float32 representation the finders search in.
-        class_names: C names, index = class id.
+        class_names: C names, index = class id; () without classes.
         source: which table this is about ("test", "train", ...).
         logits: (N, C) float32 raw model outputs where a model was run, else None.
+        failed: (N,) bool failures given with the outcome (outputs without classes only), or None.
+        threshold: outputs with neither classes nor `failed`: a row fails where its loss is
+            above this; None: above the median loss.
     """
 
-    labels: np.ndarray
-    preds: np.ndarray
-    probs: np.ndarray
+    labels: np.ndarray | None
+    preds: np.ndarray | None
+    probs: np.ndarray | None
     losses: np.ndarray
     embeddings: np.ndarray
     class_names: tuple[str, ...]
     source: str = "test"
     logits: np.ndarray | None = None
+    failed: np.ndarray | None = None
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.labels)
+        n = len(self.losses)
         if n == 0:
             raise DataError("the data set is empty: give at least one sample")
-        for name in ("preds", "probs", "losses", "embeddings"):
+        classed = [name for name in ("labels", "preds", "probs") if getattr(self, name) is not None]
+        if classed and len(classed) != 3:
+            raise DataError("labels, predictions and probabilities come together: give all three or none")
+        if classed and (self.failed is not None or self.threshold is not None):
+            raise DataError("a classifier's failures are its wrong predictions: give failed or a threshold only for outputs without classes")
+        if self.failed is not None and self.threshold is not None:
+            raise DataError("give failed or a loss threshold, not both")
+        for name in ("embeddings", *classed, *(["failed"] if self.failed is not None else [])):
             if len(getattr(self, name)) != n:
                 raise DataError(
-                    f"{name} has {len(getattr(self, name))} rows but labels has {n}: "
+                    f"{name} has {len(getattr(self, name))} rows but losses has {n}: "
                     "every array needs one row per sample"
                 )
         if self.embeddings.ndim != 2:
             raise DataError(f"embeddings must be 2-D (samples, features), got shape {self.embeddings.shape}")
-        if self.probs.ndim != 2 or self.probs.shape[1] != len(self.class_names):
+        if classed and (self.probs.ndim != 2 or self.probs.shape[1] != len(self.class_names)):
             raise DataError(
                 f"probs has shape {self.probs.shape} but there are {len(self.class_names)} class names"
             )
-        for name in ("embeddings", "probs", "losses"):
+        if not classed and self.class_names:
+            raise DataError("class names are for outputs with classes (labels, predictions and probabilities)")
+        if self.losses.ndim != 1:
+            raise DataError(f"losses must be a vector, one per sample, got shape {self.losses.shape}")
+        for name in ("embeddings", "losses", *(["probs"] if classed else [])):
             rows = nonfinite_rows(getattr(self, name))
             if len(rows):
                 raise DataError(
                     f"{name} contain NaN or infinite values in {len(rows)} rows "
                     f"(first: {rows[:5].tolist()}); remove or repair those samples"
                 )
-        check_label_range(self.labels, len(self.class_names))
+        if classed:
+            check_label_range(self.labels, len(self.class_names))
+
+    @classmethod
+    def from_losses(
+        cls,
+        losses: np.ndarray,
+        embeddings: np.ndarray,
+        failed: np.ndarray | None = None,
+        threshold: float | None = None,
+        source: str = "test",
+    ) -> Outputs:
+        """Outputs without classes: a per-row loss (lower is better) and embeddings, and
+        optionally a binary failure per row (an evaluation's fail) or a loss above which a row
+        fails. With neither, a row fails where its loss is above the median loss (`failures`)."""
+        losses = real_array(losses, "losses")
+        if losses.ndim != 1:
+            raise DataError(f"losses must be a vector, one per sample, got shape {losses.shape}")
+        if failed is not None:
+            failed = np.asarray(failed)
+            if failed.ndim != 1 or not (failed.dtype == bool or (failed.dtype.kind in "iuf" and np.isin(failed, (0, 1)).all())):
+                raise DataError("failed must hold one 0/1 or true/false value per sample")
+            failed = failed.astype(bool)
+        return cls(labels=None, preds=None, probs=None, losses=losses.astype(np.float32, copy=False),
+                   embeddings=real_array(embeddings, "embeddings"), class_names=(), source=source, failed=failed,
+                   threshold=None if threshold is None else float(threshold))
 
     @classmethod
     def from_probs(
@@ -231,22 +280,56 @@ class Outputs:
 
     @property
     def n(self) -> int:
-        return len(self.labels)
+        return len(self.losses)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
+    def has_classes(self) -> bool:
+        """Whether these are a classifier's outputs (labels, predictions, probabilities)."""
+        return self.labels is not None
+
+    @functools.cached_property
+    def failures(self) -> np.ndarray:
+        """(N,) bool: where the model fails. A classifier's wrong predictions; else the
+        `failed` given with the outcome; else the rows whose loss is above `threshold`, or
+        above the median loss (the tests on failures are then Mood's median test)."""
+        if self.labels is not None:
+            return self.labels != self.preds
+        if self.failed is not None:
+            return self.failed
+        return self.losses > self.loss_threshold
+
+    @functools.cached_property
+    def loss_threshold(self) -> float | None:
+        """The loss above which a row fails, for outputs with neither classes nor `failed`."""
+        if self.labels is not None or self.failed is not None:
+            return None
+        return float(np.median(self.losses)) if self.threshold is None else self.threshold
+
+    @property
+    def failure_kind(self) -> str:
+        """What a failure is here, in words: "wrong", "failed", "loss above 0.53 (the median)"."""
+        if self.labels is not None:
+            return "wrong"
+        if self.failed is not None:
+            return "failed"
+        return f"loss above {self.loss_threshold:.3g}" + (" (the median)" if self.threshold is None else "")
+
+    @property
     def correct(self) -> np.ndarray:
-        return self.labels == self.preds
+        return ~self.failures
 
     @property
     def accuracy(self) -> float:
+        """The share of rows that do not fail (a classifier's accuracy)."""
         return float(self.correct.mean())
 
     def overview(self) -> dict[str, Any]:
-        """Accuracy, error count, mean loss and per-class error counts."""
+        """Accuracy (the share of rows that do not fail), failure count, mean loss, and per-class
+        failure counts where there are classes."""
         per_class = {}
         for c, name in enumerate(self.class_names):
             rows = self.labels == c
@@ -255,22 +338,35 @@ class Outputs:
         return {
             "samples": self.n,
             "accuracy": self.accuracy,
-            "errors": int((~self.correct).sum()),
+            "errors": int(self.failures.sum()),
             "mean_loss": float(self.losses.mean()),
             "per_class": per_class,
         }
 
+    def headline(self) -> str:
+        """The outcome in a few words: "accuracy 0.9474", "failure rate 0.1200, mean loss 0.12",
+        "mean loss 3.2"."""
+        if self.labels is not None:
+            return f"accuracy {self.accuracy:.4f}"
+        if self.failed is not None:
+            rate = f"failure rate {1 - self.accuracy:.4f}"
+            return rate if np.array_equal(self.losses, self.failed) else f"{rate}, mean loss {float(self.losses.mean()):.4g}"
+        return f"mean loss {float(self.losses.mean()):.4g}"
+
     def subset(self, rows: np.ndarray) -> Outputs:
         """The same outputs restricted to `rows` (indices or a boolean mask)."""
+        pick = lambda a: None if a is None else a[rows]  # noqa: E731
         return Outputs(
-            labels=self.labels[rows],
-            preds=self.preds[rows],
-            probs=self.probs[rows],
+            labels=pick(self.labels),
+            preds=pick(self.preds),
+            probs=pick(self.probs),
             losses=self.losses[rows],
             embeddings=self.embeddings[rows],
             class_names=self.class_names,
             source=self.source,
-            logits=None if self.logits is None else self.logits[rows],
+            logits=pick(self.logits),
+            failed=pick(self.failed),
+            threshold=self.loss_threshold if self.failed is None and self.labels is None else None,  # the whole table's
         )
 
 
@@ -311,9 +407,10 @@ class FailureMode:
         if outputs is not None:
             if outputs.source != self.source:
                 raise DataError(f"{self.id} indexes the {self.source!r} table, not these {outputs.source!r} outputs")
-            names = np.asarray(outputs.class_names, dtype=object)
-            frame |= {"label": names[outputs.labels[rows]], "pred": names[outputs.preds[rows]],
-                      "correct": outputs.correct[rows], "loss": outputs.losses[rows]}
+            if outputs.has_classes:
+                names = np.asarray(outputs.class_names, dtype=object)
+                frame |= {"label": names[outputs.labels[rows]], "pred": names[outputs.preds[rows]]}
+            frame |= {"correct": outputs.correct[rows], "loss": outputs.losses[rows]}
         return pd.DataFrame(frame)
 
     def glance(self) -> dict[str, Any]:
@@ -383,7 +480,8 @@ class ScanResult:
         return offsets, np.array([m.id for m in own], dtype=object)[which[np.lexsort((which, rows))]]
 
     def to_pandas(self):
-        """One row per scanned sample: row, label, pred, correct, loss, probs (a list), modes
+        """One row per scanned sample: row, label, pred, correct, loss, probs (a list; label, pred
+        and probs only for outputs with classes), modes
         (the ids of the modes it belongs to), heldout (if rows were held out), text (for text
         data), and the data's metadata columns."""
         pd = _pandas()
@@ -391,8 +489,13 @@ class ScanResult:
         names = np.asarray(out.class_names, dtype=object)
         offsets, ids = self.membership()
         membership = [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
-        frame = {"row": np.arange(out.n), "label": names[out.labels], "pred": names[out.preds], "correct": out.correct,
-                 "loss": out.losses, "probs": list(out.probs), "modes": membership}
+        frame = {"row": np.arange(out.n)}
+        if out.has_classes:
+            frame |= {"label": names[out.labels], "pred": names[out.preds]}
+        frame |= {"correct": out.correct, "loss": out.losses}
+        if out.has_classes:
+            frame["probs"] = list(out.probs)
+        frame["modes"] = membership
         if self.heldout is not None:
             frame["heldout"] = np.asarray(self.heldout, bool)
         if self.texts is not None:
@@ -427,7 +530,7 @@ class ScanResult:
                         f"<td>{confusion}</td><td>{html.escape(described(mode))}</td><td>{shown}</td></tr>")
         head = "".join(f"<th>{h}</th>" for h in ("mode", "size", "error rate", "interval", "lift", "q", "significant",
                                                  "commonest confusion", "description", "typical"))
-        return (f"<div><b>faultlines scan</b>: accuracy {out.accuracy:.4f} on {out.n} {html.escape(out.source)} samples, "
+        return (f"<div><b>faultlines scan</b>: {html.escape(out.headline())} on {out.n} {html.escape(out.source)} samples, "
                 f"{len(self.modes)} modes<table><tr>{head}</tr>{''.join(rows)}</table></div>")
 
 

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import command
-from sklearn.cluster import KMeans
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -17,6 +16,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
 import faultlines as fl
+from faultlines.bench.outcomes import taught_digits
 from faultlines.errors import ModelError
 from faultlines.significance import significant
 
@@ -29,20 +29,9 @@ def double(x):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_pipeline_in_memory_shows_the_region_it_was_taught_wrong(seed):
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[order].astype(np.float32), y[order]
-    sevens = np.flatnonzero(y == 7)
-    part = KMeans(2, n_init=4, random_state=seed).fit_predict(x[sevens])
-    region = np.zeros(len(y), bool)
-    region[sevens[part == np.argmin(np.bincount(part))]] = True  # the rarer kind of 7
-    half = len(y) // 2
-    taught = y[:half].copy()
-    taught[region[:half]] = 1  # labelled 1 where the model learns
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[:half], taught)
-    result = fl.scan(fl.Classifier(model), fl.data.ArraySource(x[half:], y[half:]), quiet=True, seed=seed)
-    truth = region[half:]
-    assert result.outputs.accuracy == pytest.approx(float((model.predict(x[half:]) == y[half:]).mean()))
+    model, data, truth = taught_digits(seed)
+    result = fl.scan(fl.Classifier(model), data, quiet=True, seed=seed)
+    assert result.outputs.accuracy == pytest.approx(float((model.predict(data.x) == data.y).mean()))
     assert result.config["model"]["class"] == "Pipeline" and result.config["model"]["embedding_layer"] == "pipeline features"
     top = next(m for m in result.modes if significant(m))
     assert truth[top.members].mean() >= 0.7 and truth[top.members].sum() >= 0.5 * truth.sum()

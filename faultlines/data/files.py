@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faultlines.data.sources import ArraySource, EmbeddingTable, TorchSource
+from faultlines.data.sources import ArraySource, EmbeddingTable, TorchSource, as_failed
 from faultlines.errors import DataError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -145,25 +145,38 @@ def _as_8bit(im):
 
 
 #: The columns an embedding table's .parquet is read from, by default (`load_embedding_table`).
-COLUMNS = {"embedding": "embedding", "label": "label", "probs": "probs", "text": "text"}
+COLUMNS = {"embedding": "embedding", "label": "label", "probs": "probs", "text": "text",
+           "loss": "loss", "score": "score", "passed": "passed", "failed": "failed"}
+#: The outcome of a model without classes, by role: the column (.parquet) and the array (.npz, a folder).
+OUTCOMES = {"loss": "losses", "score": "scores", "passed": "passed", "failed": "failed"}
 
 
 def load_embedding_table(path: str | Path, *, embedding: str = "embedding", label: str = "label", probs: str = "probs",
-                         text: str = "text", class_names=None) -> EmbeddingTable:
+                         text: str = "text", loss: str = "loss", score: str = "score", passed: str = "passed",
+                         failed: str = "failed", class_names=None, higher_is_better: bool | None = None,
+                         threshold: float | None = None, quiet: bool = True) -> EmbeddingTable:
     """An EmbeddingTable from a .parquet file, a .npz, or a folder of .npy files.
 
-    - .parquet: a column of embeddings (`embedding`: lists of floats), of labels (`label`:
-      class ids, or class names of any dtype, see `types.encode_labels`), of predicted
-      probabilities (`probs`: lists of floats) and optionally of texts (`text`); every other
-      column is kept as the samples' metadata (shown in the report, described per mode, kept
-      in samples.parquet).
-    - .npz or a folder: arrays `embeddings`, `labels`, `probs` (`embeddings.npy`, ... in a
-      folder); optional `class_names`; a folder may hold `texts.txt`, one text per line.
+    What the model did on each row is either a classifier's (a column of labels, `label`:
+    class ids, or class names of any dtype, see `types.encode_labels`, and of predicted
+    probabilities, `probs`: lists of floats), or any model's: a per-row `loss` (lower is
+    better), a `score` (with `higher_is_better` saying its direction: it is never guessed),
+    and/or a `passed` or `failed` column (true/false, 0/1, yes/no, pass/fail); `threshold`
+    makes a loss above it a failure (default: above the median loss, `Outputs.failures`).
+
+    - .parquet: a column of embeddings (`embedding`: lists of floats), the outcome columns and
+      optionally texts (`text`); every other column is kept as the samples' metadata (shown
+      in the report, described per mode, kept in samples.parquet). A table with texts and no
+      embeddings has its texts embedded with the text extra's MiniLM (offline).
+    - .npz or a folder: arrays `embeddings`, and `labels` and `probs`, or `losses`, `scores`,
+      `passed`, `failed` (`embeddings.npy`, ... in a folder); optional `class_names`; a folder
+      may hold `texts.txt`, one text per line.
 
     `class_names` (one per column of the probabilities) overrides any the file holds.
     """
     p = _existing(path)
-    chosen = {"embedding": embedding, "label": label, "probs": probs, "text": text}
+    chosen = {"embedding": embedding, "label": label, "probs": probs, "text": text, "loss": loss, "score": score,
+              "passed": passed, "failed": failed}
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -171,25 +184,42 @@ def load_embedding_table(path: str | Path, *, embedding: str = "embedding", labe
             table = pq.read_table(p)
         except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
             raise DataError(f"cannot read {p} as parquet ({e})") from e
-        missing = [f"{c} ('{chosen[c]}')" for c in ("label", "probs", "embedding") if chosen[c] not in table.column_names]
-        if text != COLUMNS["text"] and text not in table.column_names:
-            missing.append(f"text ('{text}')")
+        has = lambda role: chosen[role] in table.column_names  # noqa: E731
+        named = [role for role in ("text", *OUTCOMES) if chosen[role] != COLUMNS[role] and not has(role)]
+        outcome = [role for role in OUTCOMES if has(role)]
+        classed = has("label") or has("probs") or not outcome
+        missing = [f"{c} ('{chosen[c]}')" for c in (("label", "probs") if classed else ()) if not has(c)]
+        if not has("embedding") and not has("text"):
+            missing.append(f"embedding ('{embedding}')")
+        missing += [f"{c} ('{chosen[c]}')" for c in named]
         if missing:
             raise DataError(f"{p} lacks the columns for {', '.join(missing)}; it has {', '.join(table.column_names)} "
-                            "(name the columns with --embedding-col, --label-col, --probs-col, --text-col)")
-        ragged = lambda col: _stack_lists(table.column(col), col, p)  # noqa: E731
+                            "(name the columns with --embedding-col, --label-col, --probs-col, --text-col; a model without "
+                            "classes needs a loss, score, passed or failed column: --loss-col, --score-col, --passed-col, --failed-col)")
         texts = None
-        if text in table.column_names:
+        if has("text"):
             if not (pa_string(table.column(text).type)):
                 raise DataError(f"column '{text}' of {p} must hold texts (strings), not {table.column(text).type}")
             texts = ["" if t is None else t for t in table.column(text).to_pylist()]
-        used = {embedding, label, probs} | ({text} if texts is not None else set())
+        if has("embedding"):
+            vectors = _stack_lists(table.column(embedding), embedding, p)
+        else:
+            from faultlines.data.text import embed_texts
+
+            vectors = embed_texts(texts, quiet=quiet)
+        used = {embedding} | ({text} if texts is not None else set()) | (
+            {label, probs} if classed else {chosen[role] for role in outcome})
         rest = [c for c in table.column_names if c not in used]
-        return EmbeddingTable(ragged(embedding), table.column(label), ragged(probs), class_names, texts=texts, name=p.name,
-                              metadata=table.select(rest) if rest else None)
+        metadata = table.select(rest) if rest else None
+        if classed:
+            return EmbeddingTable(vectors, table.column(label), _stack_lists(table.column(probs), probs, p), class_names,
+                                  texts=texts, name=p.name, metadata=metadata)
+        columns = {role: _numbers(table.column(chosen[role]), chosen[role], p) if role in ("loss", "score") else table.column(chosen[role])
+                   for role in outcome}
+        return _outcome_table(vectors, columns, texts, p.name, metadata, higher_is_better, threshold, class_names)
     if any(chosen[k] != COLUMNS[k] for k in chosen):
-        raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col) are for a .parquet table; "
-                        f"{p.name} is read by its array names (embeddings, labels, probs)")
+        raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col, --loss-col, ...) are "
+                        f"for a .parquet table; {p.name} is read by its array names (embeddings, labels, probs, losses, ...)")
     if p.is_dir():
         # the embeddings are read memory-mapped: only the rows in use need be in memory
         arrays = {f.stem: _load_npy(f, mmap=f.stem == "embeddings") for f in p.glob("*.npy")}
@@ -197,13 +227,50 @@ def load_embedding_table(path: str | Path, *, embedding: str = "embedding", labe
         texts = texts_file.read_text(encoding="utf-8").splitlines() if texts_file.exists() else None
     else:
         arrays, texts = _npz(p), None
-    missing = [k for k in ("embeddings", "labels", "probs") if k not in arrays]
-    if missing:
-        raise DataError(f"{p} lacks {missing}; an embedding table needs embeddings, labels and probs")
-    names = arrays.get("class_names") if class_names is None else class_names
     if texts is None and "texts" in arrays:
         texts = arrays["texts"].tolist()
+    outcome = {role: arrays[name] for role, name in OUTCOMES.items() if name in arrays}
+    if "embeddings" in arrays and outcome and "labels" not in arrays and "probs" not in arrays:
+        return _outcome_table(arrays["embeddings"], outcome, texts, p.name, None, higher_is_better, threshold, class_names)
+    missing = [k for k in ("embeddings", "labels", "probs") if k not in arrays]
+    if missing:
+        raise DataError(f"{p} lacks {missing}; an embedding table needs embeddings, and labels and probs (a classifier) "
+                        "or losses, scores, passed or failed (any model)")
+    names = arrays.get("class_names") if class_names is None else class_names
     return EmbeddingTable(arrays["embeddings"], arrays["labels"], arrays["probs"], names, texts, name=p.name)
+
+
+def _numbers(column, name: str, path: Path) -> np.ndarray:
+    """A parquet column of one number per row as float64; a DataError for missing values or others."""
+    import pyarrow as pa
+
+    if column.null_count:
+        raise DataError(f"column '{name}' of {path} has {column.null_count} missing values; give every row one")
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)):
+        raise DataError(f"column '{name}' of {path} must hold numbers, not {column.type}")
+    return column.to_numpy().astype(np.float64)
+
+
+def _outcome_table(embeddings, columns: dict[str, Any], texts, name: str, metadata, higher_is_better: bool | None,
+                   threshold: float | None, class_names) -> EmbeddingTable:
+    """An EmbeddingTable of a model without classes from its outcome columns, by role (OUTCOMES)."""
+    if class_names is not None:
+        raise DataError("class names are for a classifier's table (labels and probabilities); this one has a loss or a pass/fail per row")
+    if "passed" in columns and "failed" in columns:
+        raise DataError("give a passed or a failed column, not both")
+    if "loss" in columns and "score" in columns:
+        raise DataError("give a loss or a score column, not both")
+    if "score" in columns and higher_is_better is None:
+        raise DataError("say which way the score goes: --higher-is-better or --lower-is-better (higher_is_better= in the API)")
+    if higher_is_better is not None and "score" not in columns:
+        raise DataError("--higher-is-better / --lower-is-better is for a score column; a loss is always lower-is-better")
+    failed = None
+    if "passed" in columns or "failed" in columns:
+        failed = as_failed(columns.get("passed", columns.get("failed")), passed="passed" in columns)
+    losses = columns.get("loss")
+    if "score" in columns:
+        losses = -np.asarray(columns["score"], np.float64) if higher_is_better else np.asarray(columns["score"], np.float64)
+    return EmbeddingTable(embeddings, texts=texts, name=name, metadata=metadata, losses=losses, failed=failed, threshold=threshold)
 
 
 def pa_string(kind) -> bool:
@@ -244,7 +311,8 @@ def _stack_lists(values, column: str, path: Path) -> np.ndarray:
 DIGITS_SPECS = ("digits", "digits:train", "digits:val", "digits:test")
 
 
-def load(path: str | Path, columns: dict[str, str] | None = None, class_names=None, size: tuple[int, int] | None = None):
+def load(path: str | Path, columns: dict[str, str] | None = None, class_names=None, size: tuple[int, int] | None = None,
+         higher_is_better: bool | None = None, threshold: float | None = None, quiet: bool = True):
     """Open whatever `path` holds: .npz arrays, an image folder, or an embedding table.
 
     The word "digits" names the embedded digits' test split (seed 0); "digits:train",
@@ -252,7 +320,9 @@ def load(path: str | Path, columns: dict[str, str] | None = None, class_names=No
 
     Args:
         columns: an embedding table's column names, by role (`embedding`, `label`, `probs`,
-            `text`; see `load_embedding_table`).
+            `text`, `loss`, `score`, `passed`, `failed`; see `load_embedding_table`).
+        higher_is_better, threshold: an embedding table's score direction and loss threshold
+            (`load_embedding_table`).
         class_names: one name per class, overriding any the data holds (not for image folders,
             whose sub-folders name the classes, or the digits).
         size: (height, width) to resize an image folder's images to.
@@ -264,9 +334,14 @@ def load(path: str | Path, columns: dict[str, str] | None = None, class_names=No
 
         return getattr(digits(), str(path).partition(":")[2] or "test")
     p = _existing(path)
-    table = p.suffix == ".parquet" or (p.suffix == ".npz" and {"embeddings", "probs"} <= set(_npz(p))) or (p.is_dir() and (p / "embeddings.npy").exists())
+    held = set(_npz(p)) if p.suffix == ".npz" else set()
+    table = p.suffix == ".parquet" or ("embeddings" in held and bool(held & {"probs", *OUTCOMES.values()})) or (
+        p.is_dir() and (p / "embeddings.npy").exists())
     if table:
-        return load_embedding_table(p, **(columns or {}), class_names=class_names)
+        return load_embedding_table(p, **(columns or {}), class_names=class_names, higher_is_better=higher_is_better,
+                                    threshold=threshold, quiet=quiet)
+    if higher_is_better is not None or threshold is not None:
+        raise DataError(f"--higher-is-better, --lower-is-better and --loss-threshold are for a table of losses or scores, not {p.name}")
     if columns:
         raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col) are for an embedding table, not {p.name}")
     if p.suffix == ".npz":

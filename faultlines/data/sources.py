@@ -184,45 +184,69 @@ class TorchSource(Source):
 
 @dataclass
 class EmbeddingTable:
-    """Outputs computed elsewhere: embeddings, labels and predicted probabilities.
+    """Outputs computed elsewhere: embeddings and what the model did on each row.
 
-    For models that are not PyTorch image models (text, tabular, recommender): faultlines
-    needs no model to scan these, only the table.
+    For models that are not PyTorch image models (text, tabular, recommender, regression, an
+    LLM evaluated per prompt): faultlines needs no model to scan these, only the table. Each
+    row's outcome is a classifier's (labels and predicted probabilities), or any model's loss
+    and/or binary failure.
 
     Attributes:
         embeddings: (N, D) representation of each sample.
-        labels: (N,) true class ids.
-        probs: (N, C) predicted probabilities (rows sum to 1).
+        labels: (N,) true class ids, or None without classes.
+        probs: (N, C) predicted probabilities (rows sum to 1), or None without classes.
         class_names: one name per class; default "0", "1", ...
         texts: one string per sample, shown in the report, or None.
         name: what the report calls this data.
         metadata: other facts about each sample (a source site, a date...), one row per
             sample, as for `ArraySource`; kept in the run's samples.parquet and shown in the report.
+        losses: (N,) per-row loss, lower is better (outputs without classes); default, with
+            `failed`: 1 where a row failed, else 0.
+        failed: (N,) whether each row failed (an evaluation's fail), or None.
+        threshold: without `failed`, a row fails where its loss is above this (default: the
+            median loss; `Outputs.failures`).
 
     Labels may be class ids or class names of any dtype (`types.encode_labels`: strings are
     mapped to `class_names`, or to the sorted distinct labels, one per column of `probs`).
     """
 
     embeddings: np.ndarray
-    labels: np.ndarray
-    probs: np.ndarray
+    labels: np.ndarray | None = None
+    probs: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
     texts: list[str] | None = None
     name: str = "data"
     metadata: Any = None
+    losses: np.ndarray | None = None
+    failed: np.ndarray | None = None
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("embeddings", "labels", "probs"):
+        classed = self.labels is not None or self.probs is not None
+        outcome = self.losses is not None or self.failed is not None
+        if classed and (self.labels is None or self.probs is None):
+            raise DataError("a classifier's table needs both labels and probabilities; a table of another model's outcomes "
+                            "needs a loss, a score or a pass/fail per row instead")
+        if classed and outcome:
+            raise DataError("give labels and probabilities (a classifier) or a loss / failure per row (any model), not both")
+        if not classed and not outcome:
+            raise DataError("the table says nothing of how the model did: give labels and probabilities, or a loss, a score "
+                            "or a pass/fail per row")
+        if self.threshold is not None and (classed or self.failed is not None):
+            raise DataError("a loss threshold is for a table of losses without a pass/fail column")
+        present = [name for name in ("embeddings", "labels", "probs", "losses", "failed") if getattr(self, name) is not None]
+        for name in present:
             if np.ndim(getattr(self, name)) == 0:
                 raise DataError(f"{name} must hold one row per sample, not a single value")
-        width = np.shape(self.probs)[1] if np.ndim(self.probs) == 2 else None
-        self.labels, self.class_names = encode_labels(self.labels, self.class_names, width)
+        if classed:
+            width = np.shape(self.probs)[1] if np.ndim(self.probs) == 2 else None
+            self.labels, self.class_names = encode_labels(self.labels, self.class_names, width)
         if self.texts is not None and (isinstance(self.texts, (str, bytes)) or np.ndim(self.texts) != 1):
             raise DataError("texts must be a list of strings, one per sample")
-        n = len(self.labels)
-        if not (len(self.embeddings) == len(self.probs) == n):
+        n = len(self.embeddings)
+        if any(len(getattr(self, name)) != n for name in present):
             raise DataError(
-                f"embeddings, labels and probs have {len(self.embeddings)}, {n} and {len(self.probs)} rows: "
+                f"{', '.join(present)} have {', '.join(str(len(getattr(self, k))) for k in present)} rows: "
                 "give one row per sample in each"
             )
         if self.texts is not None and len(self.texts) != n:
@@ -230,11 +254,20 @@ class EmbeddingTable:
         self.metadata = as_metadata(self.metadata, n)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.embeddings)
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the table is a classifier's (labels and probabilities)."""
+        return self.labels is not None
 
     def to_outputs(self, source: str = "test") -> Outputs:
         """Validate the table and turn it into `Outputs`."""
-        return Outputs.from_probs(self.labels, self.probs, self.embeddings, self.class_names, source=source)
+        if self.labels is not None:
+            return Outputs.from_probs(self.labels, self.probs, self.embeddings, self.class_names, source=source)
+        failed = None if self.failed is None else as_failed(self.failed)
+        losses = self.losses if self.losses is not None else failed.astype(np.float32)
+        return Outputs.from_losses(losses, self.embeddings, failed=failed, threshold=self.threshold, source=source)
 
     def preview(self, indices: Sequence[int]) -> dict[int, Preview]:
         return {int(i): self.texts[i] for i in indices} if self.texts is not None else {}
@@ -271,3 +304,28 @@ class Splits:
     train: ArraySource
     val: ArraySource
     test: ArraySource
+
+
+def as_failed(values: Any, passed: bool = False) -> np.ndarray:
+    """A pass/fail column as (N,) bool failures. True/false, 0/1 and yes/no say whether a row
+    failed, or with `passed` whether it passed; the words pass/passed and fail/failed (any
+    case) say so themselves. A DataError for anything else or a missing value."""
+    if hasattr(values, "to_numpy") and hasattr(values, "null_count"):  # a pyarrow array or column
+        if values.null_count:
+            raise DataError(f"{values.null_count} rows have no pass/fail; give every row one")
+        values = values.to_numpy(zero_copy_only=False)
+    v = np.asarray(values)
+    if v.ndim != 1:
+        raise DataError(f"a pass/fail column must be a vector, one value per row, not shape {v.shape}")
+    if v.dtype == bool or v.dtype.kind in "iuf":
+        if v.dtype != bool and not np.isin(v, (0, 1)).all():
+            raise DataError("a pass/fail column holds 0 and 1 (or true and false) only")
+        flag = v.astype(bool)
+        return ~flag if passed else flag
+    words = np.char.lower(np.char.strip(v.astype(str)))
+    yes, no = np.isin(words, ("true", "yes", "1")), np.isin(words, ("false", "no", "0"))
+    fail, ok = np.isin(words, ("fail", "failed")), np.isin(words, ("pass", "passed"))
+    unknown = ~(yes | no | fail | ok)
+    if unknown.any():
+        raise DataError(f"a pass/fail column holds {str(words[unknown][0])!r}; use true/false, 0/1, yes/no or pass/fail")
+    return fail | ((no if passed else yes) & ~ok)

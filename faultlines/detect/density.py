@@ -85,7 +85,7 @@ class FeatureDensity(Detector, Finder):
     name: ClassVar[str] = "density"
     #: its flow is fitted on the training outputs and its threshold set on held-out data
     looks_at_errors: ClassVar[bool] = False
-    requires: ClassVar[tuple[str, ...]] = ("train",)
+    requires: ClassVar[tuple[str, ...]] = ("train", "classes")
     constraints: ClassVar[dict] = {
         "model": OneOf(("flow", "gmm")),
         "pca": Interval(1, None, integer=True, none=True),
@@ -126,8 +126,8 @@ class FeatureDensity(Detector, Finder):
             raise SettingsError(f"FeatureDensity: hidden must be one or more layer sizes of at least 1, not {self.hidden!r}")
 
     def requirements(self) -> tuple[str, ...]:
-        """The training outputs, until the density is fitted."""
-        return () if hasattr(self, "n_features_in_") else self.requires
+        """A classifier's outputs, and its training outputs until the density is fitted."""
+        return ("classes",) if hasattr(self, "n_features_in_") else self.requires
 
     def _features(self, outputs: Outputs, fitting: bool = False) -> np.ndarray:
         x = np.asarray(outputs.embeddings, np.float64)

@@ -48,6 +48,7 @@ REQUIREMENTS = {
     "model": "the model (clf=...; CLI: --model FILE)",
     "images": "image inputs of shape (N, C, H, W) (data=...; CLI: --data with images)",
     "train": "the model's outputs on its training data (train=...; CLI: --train PATH, and --val PATH for held-out data)",
+    "classes": "a classifier's outputs (labels and probabilities), not a table of losses or pass/fail",
 }
 
 
@@ -154,28 +155,32 @@ def _short(value: Any) -> str:
 def describe(outputs: Outputs, members: np.ndarray, typical: int = 16) -> tuple[str, dict[str, float], dict[str, Any]]:
     """Summary sentence, metrics and evidence for the samples `members` (most typical first).
 
-    Metrics: size, error_rate, mean_loss, purity (share of the commonest label),
-    error_lift (error rate over the data set's). Evidence: label and prediction counts,
-    the commonest (label -> prediction) confusions, and the `typical` first members.
+    Metrics: size, error_rate (the share of members that fail, `Outputs.failures`), mean_loss,
+    error_lift (error rate over the data set's), and with classes purity (share of the
+    commonest label), without them loss_lift (mean loss over the data set's). Evidence: the
+    `typical` first members, and with classes the label and prediction counts and the
+    commonest (label -> prediction) confusions.
     """
+    wrong = outputs.failures[members]
+    overall = 1.0 - outputs.accuracy
+    error_rate = float(wrong.mean())
+    mean_loss = float(outputs.losses[members].mean())
+    metrics = {"size": float(len(members)), "error_rate": error_rate, "mean_loss": mean_loss}
+    lift = {"error_lift": error_rate / overall if overall > 0 else 1.0}  # no errors anywhere, none in the mode either: lift 1
+    evidence: dict[str, Any] = {"typical": [int(i) for i in members[:typical]]}
+    if not outputs.has_classes:
+        everywhere = float(outputs.losses.mean())
+        metrics |= lift | {"loss_lift": mean_loss / everywhere if everywhere > 0 else 1.0}
+        summary = (f"{len(members)} samples; mean loss {mean_loss:.4g} vs {everywhere:.4g} overall; "
+                   f"{error_rate:.2f} {outputs.failure_kind} vs {overall:.2f} overall")
+        return summary, metrics, evidence
     names = outputs.class_names
     labels, preds = outputs.labels[members], outputs.preds[members]
-    wrong = labels != preds
-    overall = 1.0 - outputs.accuracy
     label_counts = Counter(names[i] for i in labels)
     confusions = Counter((names[a], names[b]) for a, b in zip(labels[wrong], preds[wrong]))
     top_label, top_count = label_counts.most_common(1)[0]
-    error_rate = float(wrong.mean())
-    metrics = {
-        "size": float(len(members)),
-        "error_rate": error_rate,
-        "mean_loss": float(outputs.losses[members].mean()),
-        "purity": top_count / len(members),
-        # with no errors anywhere there are none in the mode either: lift 1
-        "error_lift": error_rate / overall if overall > 0 else 1.0,
-    }
-    evidence = {
-        "typical": [int(i) for i in members[:typical]],
+    metrics |= {"purity": top_count / len(members)} | lift
+    evidence |= {
         "label_counts": dict(label_counts.most_common()),
         "pred_counts": dict(Counter(names[i] for i in preds).most_common()),
         "confusions": [[a, b, n] for (a, b), n in confusions.most_common(5)],
@@ -210,6 +215,8 @@ def missing(finder: Finder, clf: Any = None, data: Any = None, train: Any = None
             lacking.append(REQUIREMENTS["images"] + given)
     if "train" in requires and train is None:
         lacking.append(REQUIREMENTS["train"])
+    if "classes" in requires and getattr(data, "has_classes", True) is False:
+        lacking.append(REQUIREMENTS["classes"])
     return f"the {finder.name} finder needs " + " and ".join(lacking) if lacking else None
 
 

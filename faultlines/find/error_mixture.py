@@ -1,7 +1,8 @@
 """ErrorMixture: an error-aware Gaussian mixture, in the spirit of Domino (Eyuboglu et al. 2022).
 
 Each sample is described by three things at once: its embedding z (standardised, then
-PCA-reduced), its one-hot label y and the model's predicted probabilities p. A component k
+PCA-reduced), its one-hot label y and the model's predicted probabilities p (for outputs
+without classes, `outcome`: every label "passes", the prediction says whether the row fails). A component k
 models them with a diagonal Gaussian N(z; mu_k, diag var_k) and two categorical
 distributions theta_k (labels) and phi_k (predictions). EM maximises
 
@@ -127,10 +128,11 @@ class ErrorMixture(Finder):
         fit = np.sort(rng.choice(outputs.n, self.fit_rows, replace=False)) if outputs.n > self.fit_rows else None
         n_pca = min(self.n_pca, outputs.n - 1)
         self.scaler_, self.pca_ = fit_space(outputs.embeddings, fit, n_pca if n_pca >= 1 else None, self.seed)
-        part = outputs if fit is None else outputs.subset(fit)
-        z = to_space(part.embeddings, self.scaler_, self.pca_).astype(np.float64)
-        y = np.eye(outputs.num_classes)[part.labels]
-        p = part.probs.astype(np.float64)
+        labels, probs = outcome(outputs)
+        rows = slice(None) if fit is None else fit
+        z = to_space(outputs.embeddings[rows], self.scaler_, self.pca_).astype(np.float64)
+        y = np.eye(probs.shape[1])[labels[rows]]
+        p = probs[rows].astype(np.float64)
         resp = self._initial_resp(y, p, rng)
         previous = -np.inf
         for _ in track(range(self.max_iter), f"mixture EM on {len(z):,} rows", self.max_iter, self.quiet):
@@ -146,7 +148,7 @@ class ErrorMixture(Finder):
         self.resp_ = resp.astype(np.float32) if fit is None else self._responsibilities(outputs, with_prediction=True)
         hard = self.resp_.argmax(1)
         min_size = self.min_size if self.min_size is not None else max(3, int(np.ceil(0.005 * outputs.n)))
-        wrong = ~outputs.correct
+        wrong = outputs.failures
         overall = wrong.mean()
         self.gaps_ = np.array(
             [wrong[hard == k].mean() - overall if (hard == k).sum() >= min_size else np.nan for k in range(self.n_components)]
@@ -160,12 +162,13 @@ class ErrorMixture(Finder):
         time; without the prediction term when not `with_prediction`."""
         params = (self.weights_, self.means_, self.variances_, self.label_dist_, self.pred_dist_)
         eye = np.eye(len(self.label_dist_[0]))
+        labels, probs = outcome(outputs)
         resp = np.empty((outputs.n, len(self.weights_)), np.float32)
         chunks = list(row_chunks(outputs.n))
         for part in track(chunks, "assigning rows", outputs.n, self.quiet, unit="rows", step=lambda c: c.stop - c.start):
             z = to_space(outputs.embeddings[part], self.scaler_, self.pca_).astype(np.float64)
-            p = outputs.probs[part].astype(np.float64) if with_prediction else np.zeros((len(z), self.pred_dist_.shape[1]))
-            log_joint = self._log_joint(z, eye[outputs.labels[part]], p, params)
+            p = probs[part].astype(np.float64) if with_prediction else np.zeros((len(z), self.pred_dist_.shape[1]))
+            log_joint = self._log_joint(z, eye[labels[part]], p, params)
             resp[part] = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
         return resp
 
@@ -188,3 +191,13 @@ class ErrorMixture(Finder):
         return self._mode(rank, members, outputs, weights=self.resp_[members, k],
                           metrics={"error_gap": float(self.gaps_[k]), "mixture_weight": float(self.weights_[k])},
                           evidence={"component": k})
+
+
+def outcome(outputs: Outputs) -> tuple[np.ndarray, np.ndarray]:
+    """The (labels, probabilities) the mixture models: a classifier's own; for outputs without
+    classes, every row's label "passes" and its prediction one-hot (passes, fails) by
+    `Outputs.failures`, so the confusion cell (passes, fails) holds the failures."""
+    if outputs.has_classes:
+        return outputs.labels, outputs.probs
+    failed = outputs.failures
+    return np.zeros(outputs.n, np.int64), np.stack([~failed, failed], axis=1).astype(np.float32)

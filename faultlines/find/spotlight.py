@@ -287,7 +287,7 @@ class Spotlight(Finder):
         x_sq = (x * x).sum(1)
         losses = torch.from_numpy(np.ascontiguousarray(outputs.losses if searched is None else outputs.losses[searched], np.float32))
         sub_count = count if searched is None else count * len(searched) / n
-        wrong = ~outputs.correct
+        wrong = outputs.failures
         hoods = self._neighbourhoods(x, x_sq, losses, int(math.ceil(sub_count)))
 
         def embed(rows: np.ndarray) -> torch.Tensor:  # rows of all the outputs, in the searched space
@@ -335,7 +335,7 @@ class Spotlight(Finder):
                                        "searched_rows": n if searched is None else len(searched)}
         return [self._spotlight_mode(outputs, j, s["members"]) for j, s in enumerate(kept)]
 
-    def _members(self, dist: np.ndarray, weight: float, wrong: np.ndarray, labels: np.ndarray,
+    def _members(self, dist: np.ndarray, weight: float, wrong: np.ndarray, labels: np.ndarray | None,
                  embed) -> tuple[np.ndarray, int, np.ndarray | None, torch.Tensor | None]:
         """A candidate's rows nearest its centre first, how many of them are members, the
         classes members are drawn from (None: every class) and, where growth was split, the
@@ -344,7 +344,8 @@ class Spotlight(Finder):
 
         The core is the spotlight's size, round(weight) rows (its kernel's support would also
         count the thin outer shell, which in many dimensions holds a crowd of barely-weighted
-        rows). Members are the core's rows of the classes that fail there (`failing_classes`):
+        rows). Members are the core's rows of the classes that fail there (`failing_classes`;
+        every row, for outputs without classes):
         a model that reads a region's images as another class maps them among that class's rows,
         which it reads right and which are not the failure. With `grow`, as many more rows of
         those classes follow as makes the members' errors most significant against those
@@ -353,7 +354,7 @@ class Spotlight(Finder):
         found by a later search, not more of this one."""
         order = np.argsort(dist, kind="stable")
         core = max(1, round(weight))
-        classes = failing_classes(wrong[order[:core]], labels[order[:core]], wrong, labels)
+        classes = None if labels is None else failing_classes(wrong[order[:core]], labels[order[:core]], wrong, labels)
         if classes is not None:
             core = int(np.isin(labels[order[:core]], classes).sum())
             order = order[np.isin(labels[order], classes)]

@@ -58,6 +58,18 @@ def confusion_matrix(outputs: Outputs) -> str:
     return _figure_uri(fig)
 
 
+def loss_histogram(outputs: Outputs) -> str:
+    """The distribution of the losses, of the rows that fail and of the rest (outputs without classes)."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = np.histogram_bin_edges(outputs.losses, bins=40)
+    for rows, name, color in ((~outputs.failures, "passes", "#9ecae1"), (outputs.failures, outputs.failure_kind, "#d62728")):
+        ax.hist(outputs.losses[rows], bins=bins, color=color, alpha=0.8, label=f"{name} ({int(rows.sum())})")
+    ax.set_xlabel("loss")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=8)
+    return _figure_uri(fig)
+
+
 def _projection(outputs: Outputs, modes: list[FailureMode], seed: int, limit: int = 10):
     """The rows the map draws (at most MAP_POINTS), the modes shown (the first `limit` about
     these outputs) with the members drawn of each, and a function from rows to their first two
@@ -78,13 +90,19 @@ def _projection(outputs: Outputs, modes: list[FailureMode], seed: int, limit: in
     return rows, shown, members, at
 
 
+def outcome_legend(outputs: Outputs) -> tuple[str, str]:
+    """What the map calls the rows that do not fail and those that do."""
+    return ("correct", "misclassified") if outputs.has_classes else ("passes", outputs.failure_kind)
+
+
 def embedding_map(outputs: Outputs, modes: list[FailureMode], seed: int = 0) -> str:
     """The embeddings on their first two principal components, with each mode's members coloured."""
     rows, shown, members, at = _projection(outputs, modes, seed)
     wrong = ~outputs.correct[rows]
+    right_name, wrong_name = outcome_legend(outputs)
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.scatter(*at(rows[~wrong]).T, s=4, c="#c8c8c8", label="correct", linewidths=0)
-    ax.scatter(*at(rows[wrong]).T, s=10, c="#555555", marker="x", label="misclassified", linewidths=0.8)
+    ax.scatter(*at(rows[~wrong]).T, s=4, c="#c8c8c8", label=right_name, linewidths=0)
+    ax.scatter(*at(rows[wrong]).T, s=10, c="#555555", marker="x", label=wrong_name, linewidths=0.8)
     for j, (mode, drawn) in enumerate(zip(shown, members)):
         ax.scatter(*at(drawn).T, s=16, facecolors="none", edgecolors=[MODE_COLORS[j % 10]], label=mode.id, linewidths=1)
     ax.set_xlabel("PC 1")
@@ -107,16 +125,20 @@ def interactive_map(outputs: Outputs, modes: list[FailureMode], texts: list[str]
 
     def hover(r: np.ndarray) -> list[str]:
         # plotly reads a few HTML tags in hover text: everything the user gave is escaped
-        out = [f"#{i}: {html.escape(names[outputs.labels[i]])} → {html.escape(names[outputs.preds[i]])}, loss {outputs.losses[i]:.2f}"
-               for i in r]
+        if outputs.has_classes:
+            out = [f"#{i}: {html.escape(names[outputs.labels[i]])} → {html.escape(names[outputs.preds[i]])}, loss {outputs.losses[i]:.2f}"
+                   for i in r]
+        else:
+            out = [f"#{i}: {'fails' if outputs.failures[i] else 'passes'}, loss {outputs.losses[i]:.3g}" for i in r]
         if texts is not None:
             out = [f"{h}<br>{html.escape(texts[i][:90])}" for h, i in zip(out, r)]
         return out
 
     fig = go.Figure()
     wrong = ~outputs.correct[rows]
-    for part, name, style in ((rows[~wrong], "correct", dict(size=4, color="#c8c8c8")),
-                              (rows[wrong], "misclassified", dict(size=7, color="#555555", symbol="x"))):
+    right_name, wrong_name = outcome_legend(outputs)
+    for part, name, style in ((rows[~wrong], right_name, dict(size=4, color="#c8c8c8")),
+                              (rows[wrong], wrong_name, dict(size=7, color="#555555", symbol="x"))):
         xy = at(part)
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name, marker=style, customdata=part,
                                    hovertext=hover(part), hoverinfo="text"))

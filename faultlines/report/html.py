@@ -60,13 +60,21 @@ def _example(index: int, label: str, pred: str, loss: float, preview: Any) -> di
             "text": preview if isinstance(preview, str) else None}
 
 
+def outcome_names(out, i: int) -> tuple[str, str]:
+    """Row i's (label, prediction) as the report shows them; for outputs without classes
+    ("passes", "passes" or "fails"), so that a failing row reads as wrong as a misread one does."""
+    if out.has_classes:
+        return out.class_names[out.labels[i]], out.class_names[out.preds[i]]
+    return "passes", "fails" if out.failures[i] else "passes"
+
+
 def _examples(result: ScanResult, mode: FailureMode) -> list[dict[str, Any]]:
     """The mode's typical members, from the scanned outputs or from the table the mode indexes
     (a table with "images", "pred" and, where known, "label" columns)."""
     out, names = result.outputs, result.outputs.class_names
     typical = mode.evidence.get("typical", [])
     if mode.source == out.source:
-        return [_example(i, names[out.labels[i]], names[out.preds[i]], float(out.losses[i]), result.previews.get(i)) for i in typical]
+        return [_example(i, *outcome_names(out, i), float(out.losses[i]), result.previews.get(i)) for i in typical]
     table = result.tables.get(mode.source)
     if table is None or "images" not in table or "pred" not in table:
         return []
@@ -87,7 +95,7 @@ def _shown_metadata(result: ScanResult) -> list[str]:
 def _members(result: ScanResult, mode: FailureMode, budget: int, meta: list[str]) -> list[dict[str, Any]]:
     """The rows of the mode's member table (most typical first, at most `budget`): row, label,
     prediction, loss, weight, the metadata columns `meta`, and a thumbnail or text where the run has one."""
-    out, names = result.outputs, result.outputs.class_names
+    out = result.outputs
     if mode.source != out.source:
         return []
     rows = mode.members[:budget]
@@ -96,7 +104,8 @@ def _members(result: ScanResult, mode: FailureMode, budget: int, meta: list[str]
     listed = []
     for k, (i, w) in enumerate(zip(rows.tolist(), weights)):
         preview = result.previews.get(i)
-        listed.append({"row": i, "label": names[out.labels[i]], "pred": names[out.preds[i]], "loss": round(float(out.losses[i]), 4),
+        label, pred = outcome_names(out, i)
+        listed.append({"row": i, "label": label, "pred": pred, "loss": round(float(out.losses[i]), 4),
                        "weight": None if w is None else round(float(w), 4),
                        "meta": [None if facts[c][k] is None else str(facts[c][k]) for c in meta],
                        "img": figures.image_uri(preview) if isinstance(preview, np.ndarray) else None,
@@ -175,7 +184,9 @@ def render(result: ScanResult) -> str:
         confirm=config.get("confirm"),
         overview=out.overview(),
         modes=modes,
-        confusion=figures.confusion_matrix(out),
+        confusion=figures.confusion_matrix(out) if out.has_classes else figures.loss_histogram(out),
+        has_classes=out.has_classes,
+        failure_kind=out.failure_kind,
         interactive_map=interactive,
         map_thumbs={i: figures.image_uri(p) for i, p in list(result.previews.items())[:MAP_THUMBS] if isinstance(p, np.ndarray)}
         if interactive else {},
