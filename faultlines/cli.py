@@ -72,10 +72,26 @@ def _fail(message: str) -> NoReturn:
 _whole_process = False
 
 
+def _load_torch_holding_ctrl_c() -> None:
+    """Import torch with SIGINT held back. torch's C++ start-up calls back into Python, and a
+    KeyboardInterrupt raised inside such a callback ends the process with a C++ abort
+    ("terminate called after throwing ... KeyboardInterrupt", exit -6) instead of one line and
+    exit 130. A Ctrl-C pressed while torch loads is delivered as soon as it has loaded."""
+    if "torch" in sys.modules or not hasattr(signal, "pthread_sigmask"):
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _one_line_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            if _whole_process:
+                _load_torch_holding_ctrl_c()
             result = command(*args, **kwargs)
             if _whole_process:  # done, its files written: Ctrl-C from here on changes nothing
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -203,8 +219,8 @@ def _demo(out: Path, spec: str, found: list, confirm: float | None, alpha: float
 def scan_command(
     data: Annotated[str, typer.Option(help="Data: a .npz (x, y), an image folder, an embedding table (.parquet, or a folder of .npy), or 'digits'.")],
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
-    model: Annotated[Path | None, typer.Option(help="Model file: TorchScript, a torch.export program (.pt2), a faultlines checkpoint, a state dict with --factory, or a scikit-learn classifier saved with skops (.skops). Not needed for an embedding table.")] = None,
-    layer: Annotated[str | None, typer.Option(help="Layer whose output is the embedding (default: input of the last nn.Linear).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model file: TorchScript, a torch.export program (.pt2), a faultlines checkpoint, a state dict with --factory, a scikit-learn classifier saved with skops (.skops), or an ONNX model (.onnx). Not needed for an embedding table.")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer whose output is the embedding (default: input of the last nn.Linear); for an ONNX model, the name of an intermediate tensor (default: its inputs).")] = None,
     factory: Annotated[str | None, typer.Option(help="package.module:callable that builds the model, for a state-dict file.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a pickled model file. Unpickling can run arbitrary code: only for files you trust.")] = False,
     finders: Finders = "spotlight",
@@ -247,7 +263,7 @@ def scan_command(
     from faultlines.data.files import COLUMNS, load, load_mask
     from faultlines.data.sources import EmbeddingTable
     from faultlines.generative import VAE
-    from faultlines.model import Classifier, Estimator, load_module, resolve_device
+    from faultlines.model import Classifier, Estimator, OnnxModel, load_module, resolve_device
     from faultlines.preprocess import Preprocess
     from faultlines.report.html import check_templates
     from faultlines.scan import ENGINES, scan
@@ -321,8 +337,8 @@ def scan_command(
                                       "class_names": names}
             if result.config["model"] is not None:
                 result.config["model"] |= {"factory": factory, "layer": layer, "device": str(device)}
-            # a scikit-learn model is not kept: the repairs (`faultlines fix`) fine-tune torch models only
-            kept = model.read_bytes() if model is not None and not isinstance(clf.module, Estimator) else None
+            # a scikit-learn or ONNX model is not kept: the repairs (`faultlines fix`) fine-tune torch models only
+            kept = model.read_bytes() if model is not None and not isinstance(clf.module, (Estimator, OnnxModel)) else None
             _save(result, out, found, kept, show_all, embeddings_dtype, quiet)
         finally:
             if spill is not None:

@@ -111,6 +111,107 @@ class Estimator(nn.Module):
         return torch.from_numpy(np.log(np.clip(probs, 1e-12, None))).float(), torch.from_numpy(emb)
 
 
+class OnnxModel(nn.Module):
+    """A classifier saved as ONNX, run with onnxruntime (never unpickled): a scikit-learn model
+    converted with skl2onnx, a PyTorch model exported to ONNX, or any other. `forward(x)`
+    returns (logits, embedding): the log of its probability output, or its only float output
+    taken as logits; the embedding is the intermediate tensor named by `read_at` (the model
+    file holds it; faultlines exposes it as an extra output), else the inputs flattened. The
+    classes are the model's own (the `classlabels_*` of its classifier node, in its order).
+
+    Raises:
+        ModelError: onnxruntime or onnx is missing, or the file is not a model it can run.
+    """
+
+    def __init__(self, data: bytes, name: str = "model.onnx") -> None:
+        super().__init__()
+        try:
+            import onnx
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise ModelError(f"{name} is an ONNX model; running it needs onnxruntime and onnx: pip install 'faultlines[onnx]'") from e
+        try:
+            self.proto = onnx.load_from_string(data)
+        except Exception as e:  # protobuf raises its own DecodeError, among others
+            raise ModelError(f"cannot read {name} as an ONNX model ({first_line(e)})") from e
+        self.name, self.layer = name, None
+        labels = [onnx.helper.get_attribute_value(a) for node in self.proto.graph.node for a in node.attribute
+                  if a.name in ("classlabels_strings", "classlabels_int64s", "classlabels_ints")]
+        self.classes = [c.decode() if isinstance(c, bytes) else c for c in labels[0]] if labels else None
+        self._session()
+
+    def _session(self) -> None:
+        import onnx
+        import onnxruntime
+
+        proto = self.proto
+        if self.layer is not None:
+            proto = onnx.ModelProto()
+            proto.CopyFrom(self.proto)
+            proto.graph.output.append(onnx.ValueInfoProto(name=self.layer))
+        try:
+            self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise ModelError(f"onnxruntime cannot run {self.name} ({first_line(e)})") from e
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.name} takes {len(inputs)} inputs; faultlines feeds a model one input tensor")
+        self.input = inputs[0]  # rebuilt with the session: onnxruntime's NodeArg does not pickle
+        outputs = [o for o in self.session.get_outputs() if o.name != self.layer]
+        producers = {out: node.op_type for node in proto.graph.node for out in node.output}
+        probs = [o for o in outputs if o.type.startswith("seq(map") or "prob" in o.name.lower() or producers.get(o.name) == "Softmax"]
+        floats = [o for o in outputs if o.type == "tensor(float)"]
+        chosen = probs[0] if probs else floats[0] if len(floats) == 1 else None
+        if chosen is None:
+            raise ModelError(f"{self.name} has outputs {', '.join(o.name for o in outputs)}: none is its probabilities or logits")
+        self.output, self.gives_probs = chosen.name, bool(probs)
+
+    def __getstate__(self) -> dict:  # an onnxruntime session does not pickle (Ray ships the model to its workers)
+        state = self.__dict__.copy()
+        state.pop("session", None)
+        state.pop("input", None)
+        state["proto"] = self.proto.SerializeToString()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import onnx
+
+        self.__dict__.update(state)
+        self.proto = onnx.load_from_string(state["proto"])
+        self._session()
+
+    def read_at(self, layer: str) -> None:
+        """Read the embedding from the intermediate tensor named `layer`."""
+        names = {out for node in self.proto.graph.node for out in node.output}
+        if layer not in names:
+            shown = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+            raise LayerNotFoundError(f"{self.name} has no tensor named '{layer}'; its tensors are: {shown}")
+        self.layer = layer
+        self._session()
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The model's classes as names; None where they are the ids 0, 1, ... or unknown."""
+        if self.classes is None or list(self.classes) == list(range(len(self.classes))):
+            return None
+        return tuple(str(c) for c in self.classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feed = x.detach().cpu().numpy()
+        if self.input.type == "tensor(float)":
+            feed = feed.astype(np.float32, copy=False)
+        wanted = [self.output] + ([self.layer] if self.layer is not None else [])
+        found = self.session.run(wanted, {self.input.name: feed})
+        scores = found[0]
+        if isinstance(scores, list):  # a ZipMap: one {class: probability} per row, in the classes' order
+            keys = self.classes if self.classes is not None else list(scores[0])
+            scores = np.array([[row[k] for k in keys] for row in scores], np.float64)
+        scores = np.asarray(scores, np.float64).reshape(len(feed), -1)
+        logits = np.log(np.clip(scores, 1e-12, None)) if self.gives_probs else scores
+        emb = np.asarray(found[1] if self.layer is not None else feed, np.float32).reshape(len(feed), -1)
+        return torch.from_numpy(logits).float(), torch.from_numpy(emb)
+
+
 class Classifier:
     """A trained classifier and where to read its representation.
 
@@ -147,8 +248,8 @@ class Classifier:
             module = Estimator(module)
         if not isinstance(module, nn.Module):
             raise ModelError(f"expected a torch nn.Module or a fitted scikit-learn classifier, got {type(module).__name__}")
-        if isinstance(module, Estimator):
-            device = "cpu"  # scikit-learn runs on the CPU
+        if isinstance(module, (Estimator, OnnxModel)):
+            device = "cpu"  # scikit-learn and onnxruntime (as faultlines runs it) run on the CPU
             class_names = module.class_names if class_names is None else class_names
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
@@ -162,6 +263,10 @@ class Classifier:
         self.layer_name, self._hook_module, self._hook_input = self._resolve_layer(layer)
 
     def _resolve_layer(self, layer: str | None) -> tuple[str, nn.Module | None, bool]:
+        if isinstance(self.module, OnnxModel):
+            if layer is not None:
+                self.module.read_at(layer)
+            return layer or "inputs", None, False
         if isinstance(self.module, Estimator):
             if layer is not None:
                 raise LayerNotFoundError("a scikit-learn model has no layers; give Estimator(model, transform=...) for another embedding")
@@ -418,6 +523,11 @@ def _load(
         names = zipfile.ZipFile(p).namelist() if zipfile.is_zipfile(p) else []
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise ModelError(f"cannot read {p}: a damaged zip archive ({first_line(e)}); save or copy the model again") from e
+    if p.suffix.lower() == ".onnx":
+        try:
+            return OnnxModel(p.read_bytes(), p.name), None, None
+        except OSError as e:
+            raise ModelError(f"cannot read {p} ({first_line(e)})") from e
     if "schema.json" in names:  # a skops file: a scikit-learn model, read without unpickling
         return _load_skops(p, trust_pickle), None, None
     if any(n.endswith("/archive_format") for n in names):  # torch.export.save (.pt2)

@@ -1,5 +1,6 @@
-"""scikit-learn classifiers: in memory through the API and from skops files through the CLI,
-with the class order taken from the model, never guessed (issue 29)."""
+"""scikit-learn classifiers: in memory through the API, from skops files and ONNX models (and an
+exported PyTorch one) through the CLI, with the class order taken from the model, never guessed
+(issue 29)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,46 @@ def test_models_that_cannot_be_read_say_why():
         fl.Classifier(LogisticRegression())
     with pytest.raises(Exception, match="no layers"):
         fl.Classifier(LogisticRegression().fit(x, y), layer="fc1")
+
+
+def test_onnx_models_run_with_their_own_classes_and_a_named_layer(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    skl2onnx = pytest.importorskip("skl2onnx", reason="skl2onnx (to write the test's models) is not installed")
+    import torch
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    names = np.array(["malignant", "benign"])
+    # a Pipeline on class names, converted with its ZipMap (probabilities as {class: p} per row)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(x[:300], names[y[:300]])
+    (tmp_path / "lr.onnx").write_bytes(skl2onnx.to_onnx(pipeline, x[:1]).SerializeToString())
+    loaded = fl.Classifier.load(tmp_path / "lr.onnx")
+    assert loaded.class_names == tuple(pipeline.classes_)  # the model's order: benign, malignant
+    assert np.allclose(loaded.predict_probs(x[300:]), pipeline.predict_proba(x[300:]), atol=1e-4)
+    # gradient boosting on ids, without the ZipMap, through the command line
+    boosted = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(x[:300], y[:300])
+    converted = skl2onnx.to_onnx(boosted, x[:1], options={id(boosted): {"zipmap": False}})
+    (tmp_path / "gb.onnx").write_bytes(converted.SerializeToString())
+    np.savez(tmp_path / "t.npz", x=x[300:], y=y[300:])
+    done = command("scan", "--model", tmp_path / "gb.onnx", "--data", tmp_path / "t.npz", "--out", tmp_path / "run", "-q",
+                   "--class-names", "malignant,benign")
+    assert done.returncode == 0, done.stderr
+    assert f"accuracy {float((boosted.predict(x[300:]) == y[300:]).mean()):.4f}" in done.stdout
+    assert not (tmp_path / "run" / "model.pt").exists()
+    # a PyTorch model exported to ONNX: its logits, and its hidden layer as the embedding
+    net = torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    torch.onnx.export(net, torch.zeros(1, 30), tmp_path / "net.onnx", input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    import onnx
+
+    hidden = [n.output[0] for n in onnx.load(tmp_path / "net.onnx").graph.node if n.op_type == "Relu"][0]
+    exported = fl.Classifier.load(tmp_path / "net.onnx", layer=hidden)
+    batch = torch.from_numpy(x[:16])
+    logits, emb = exported.forward(batch)
+    with torch.no_grad():
+        assert torch.allclose(logits, net(batch), atol=1e-4) and torch.allclose(emb, net[:2](batch), atol=1e-4)
+    with pytest.raises(Exception, match="no tensor named 'fc9'"):
+        fl.Classifier.load(tmp_path / "net.onnx", layer="fc9")
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="ONNX"):
+        fl.Classifier.load(tmp_path / "bad.onnx")
