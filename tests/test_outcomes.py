@@ -139,3 +139,15 @@ def test_a_text_evaluation_without_embeddings_is_embedded_offline(tmp_path, monk
     assert run.outputs.embeddings.shape == (len(prompts), 384) and run.texts == prompts
     top = run.modes[0]
     assert significant(top) and (np.asarray(top.members) < len(tax)).mean() >= 0.8
+
+
+def test_a_dataframe_of_scores_or_pass_fail_is_a_table_of_outcomes():
+    pd = pytest.importorskip("pandas")
+    emb, losses, blob = _region_table(3)
+    frame = pd.DataFrame({"embedding": list(emb), "score": -losses, "passed": losses < 2.0, "topic": np.where(blob, "x", "y")})
+    scored = fl.data.from_pandas(frame, score="score", higher_is_better=True)
+    assert np.allclose(scored.to_outputs().losses, losses, atol=1e-5) and scored.metadata.column_names == ["passed", "topic"]
+    judged = fl.data.from_pandas(frame, passed="passed").to_outputs()
+    assert judged.failure_kind == "failed" and judged.failures.tolist() == (losses >= 2.0).tolist()
+    with pytest.raises(DataError, match="which way the score goes"):
+        fl.data.from_pandas(frame, score="score")

@@ -162,12 +162,19 @@ def tables(draw):
         "probs": probs,
         "embedding": rows(d, draw(st.sampled_from([finite, anyfloat]))),
     }
+    if draw(st.integers(0, 2)) == 0:  # a model without classes: a loss, a score and/or a pass/fail instead
+        del columns["label"], columns["probs"]
+        flags = st.sampled_from([True, False, 0, 1, 2, "pass", "FAIL", "yes", "maybe", None, 0.5])
+        for role in draw(st.lists(st.sampled_from(["loss", "score", "passed", "failed"]), min_size=1, max_size=2, unique=True)):
+            kind = draw(st.sampled_from(["number", "number", "any", "text"])) if role in ("loss", "score") else "flag"
+            element = {"number": finite, "any": anyfloat, "text": texts, "flag": flags}[kind]
+            columns[role] = [draw(element) for _ in range(n)]
     if draw(st.booleans()):
         columns["text"] = [draw(texts) for _ in range(n)]
     if draw(st.booleans()):
         columns[draw(st.sampled_from(["site", "label ", "<b>x</b>", "é"]))] = [draw(texts) for _ in range(n)]
     for name in draw(st.lists(st.sampled_from(["label", "probs", "embedding"]), max_size=1)):
-        columns.pop(name)  # a missing column
+        columns.pop(name, None)  # a missing column
     return columns
 
 
@@ -215,7 +222,8 @@ def as_array(values):
 @examples(300)
 @given(columns=tables(), folder=st.booleans(), names=st.one_of(st.none(), st.lists(texts, max_size=5)))
 def test_npz_and_folder_tables_load_or_fail_in_one_line(columns, folder, names):
-    renamed = {{"label": "labels", "embedding": "embeddings", "text": "texts"}.get(k, k): as_array(v) for k, v in columns.items()}
+    renamed = {{"label": "labels", "embedding": "embeddings", "text": "texts", "loss": "losses", "score": "scores"}.get(k, k): as_array(v)
+               for k, v in columns.items()}
     if names is not None:
         renamed["class_names"] = np.array(names, dtype=str)
     with tempfile.TemporaryDirectory() as d:

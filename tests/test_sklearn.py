@@ -116,7 +116,7 @@ def test_onnx_models_run_with_their_own_classes_and_a_named_layer(tmp_path):
                       dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
     import onnx
 
-    hidden = [n.output[0] for n in onnx.load(tmp_path / "net.onnx").graph.node if n.op_type == "Relu"][0]
+    hidden = next(n.output[0] for n in onnx.load(tmp_path / "net.onnx").graph.node if n.op_type == "Relu")
     exported = fl.Classifier.load(tmp_path / "net.onnx", layer=hidden)
     batch = torch.from_numpy(x[:16])
     logits, emb = exported.forward(batch)

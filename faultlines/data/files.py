@@ -216,7 +216,7 @@ def load_embedding_table(path: str | Path, *, embedding: str = "embedding", labe
                                   texts=texts, name=p.name, metadata=metadata)
         columns = {role: _numbers(table.column(chosen[role]), chosen[role], p) if role in ("loss", "score") else table.column(chosen[role])
                    for role in outcome}
-        return _outcome_table(vectors, columns, texts, p.name, metadata, higher_is_better, threshold, class_names)
+        return outcome_table(vectors, columns, texts, p.name, metadata, higher_is_better, threshold, class_names)
     if any(chosen[k] != COLUMNS[k] for k in chosen):
         raise DataError(f"the column options (--embedding-col, --label-col, --probs-col, --text-col, --loss-col, ...) are "
                         f"for a .parquet table; {p.name} is read by its array names (embeddings, labels, probs, losses, ...)")
@@ -231,7 +231,7 @@ def load_embedding_table(path: str | Path, *, embedding: str = "embedding", labe
         texts = arrays["texts"].tolist()
     outcome = {role: arrays[name] for role, name in OUTCOMES.items() if name in arrays}
     if "embeddings" in arrays and outcome and "labels" not in arrays and "probs" not in arrays:
-        return _outcome_table(arrays["embeddings"], outcome, texts, p.name, None, higher_is_better, threshold, class_names)
+        return outcome_table(arrays["embeddings"], outcome, texts, p.name, None, higher_is_better, threshold, class_names)
     missing = [k for k in ("embeddings", "labels", "probs") if k not in arrays]
     if missing:
         raise DataError(f"{p} lacks {missing}; an embedding table needs embeddings, and labels and probs (a classifier) "
@@ -251,7 +251,7 @@ def _numbers(column, name: str, path: Path) -> np.ndarray:
     return column.to_numpy().astype(np.float64)
 
 
-def _outcome_table(embeddings, columns: dict[str, Any], texts, name: str, metadata, higher_is_better: bool | None,
+def outcome_table(embeddings, columns: dict[str, Any], texts, name: str, metadata, higher_is_better: bool | None,
                    threshold: float | None, class_names) -> EmbeddingTable:
     """An EmbeddingTable of a model without classes from its outcome columns, by role (OUTCOMES)."""
     if class_names is not None:

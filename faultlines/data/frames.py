@@ -36,7 +36,9 @@ def _vectors(frame, columns: str | Sequence[str], what: str) -> np.ndarray:
 
 
 def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str = "label", probs: str | Sequence[str] = "probs",
-                text: str | None = None, class_names: Sequence[str] | None = None, name: str = "data") -> EmbeddingTable:
+                text: str | None = None, class_names: Sequence[str] | None = None, name: str = "data", *,
+                loss: str | None = None, score: str | None = None, higher_is_better: bool | None = None,
+                passed: str | None = None, failed: str | None = None, threshold: float | None = None) -> EmbeddingTable:
     """An EmbeddingTable from a DataFrame with one row per sample.
 
     Args:
@@ -48,6 +50,10 @@ def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str 
             column per class.
         text: a column of texts the report shows, if any.
         class_names: one name per class; default "0", "1", ... (the sorted names for named labels).
+        loss, score, passed, failed: for a model without classes, the columns of its outcome
+            instead of `label` and `probs` (`faultlines.data.files.load_embedding_table`): a
+            per-row loss, or a score with `higher_is_better`, and/or a pass/fail; `threshold`
+            makes a loss above it a failure.
 
     Every other column is kept as the samples' metadata (shown in the report, used to describe
     the modes); a column that cannot be stored as a table column (Python objects of mixed
@@ -62,14 +68,25 @@ def from_pandas(frame, embedding: str | Sequence[str] = "embedding", label: str 
         raise DataError("from_pandas needs pandas: pip install pandas") from e
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"from_pandas takes a pandas DataFrame, not {type(frame).__name__}")
-    wanted = (([embedding] if isinstance(embedding, str) else list(embedding)) + [label]
-              + ([probs] if isinstance(probs, str) else list(probs)) + ([text] if text else []))
+    outcome = {role: column for role, column in (("loss", loss), ("score", score), ("passed", passed), ("failed", failed))
+               if column is not None}
+    embedded = [embedding] if isinstance(embedding, str) else list(embedding)
+    classed = [] if outcome else [label] + ([probs] if isinstance(probs, str) else list(probs))
+    wanted = embedded + classed + list(outcome.values()) + ([text] if text else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(f"the DataFrame has no column {missing}; its columns are {list(map(str, frame.columns))}")
     texts = frame[text].astype(str).tolist() if text else None
+    metadata = _metadata(frame, set(wanted))
+    if outcome:
+        from faultlines.data.files import outcome_table
+
+        values = {role: _vectors(frame, column, role).reshape(-1).astype(np.float64) if role in ("loss", "score")
+                  else frame[column].to_numpy() for role, column in outcome.items()}
+        return outcome_table(_vectors(frame, embedding, "embedding"), values, texts, name, metadata, higher_is_better, threshold,
+                             class_names)
     return EmbeddingTable(_vectors(frame, embedding, "embedding"), frame[label].to_numpy(), _vectors(frame, probs, "probs"),
-                          class_names, texts, name=name, metadata=_metadata(frame, set(wanted)))
+                          class_names, texts, name=name, metadata=metadata)
 
 
 def _metadata(frame, used: set) -> Any:
