@@ -2,9 +2,10 @@
 significance of planted failure regions, and false modes on tables with nothing planted.
 
     python benchmarks/outcomes.py [--seeds 10] [--sentences ../shared/data/sentiment-labelled-sentences]
+                                  [--problems regression,evaluation,sklearn] [--size S]
 
 Every table is scanned as `faultlines scan` scans it (`fl.scan`, default settings: Spotlight,
-half the rows held out to confirm its modes). A planted region is found when the top
+half the rows held out to confirm its modes; `--size` sets the spotlight's size instead). A planted region is found when the top
 significant mode holds at least half of its rows with precision at least 0.5 (the top mode's
 recall and precision are listed too). Problems, each over --seeds seeds:
 
@@ -59,10 +60,17 @@ def top(result, truth: np.ndarray) -> tuple[bool, float, float, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--problems", default="regression,evaluation,sklearn")
+    parser.add_argument("--size", type=float, default=None, help="Spotlight's size (default: its own)")
     parser.add_argument("--sentences", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/sentiment-labelled-sentences"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(f"`python benchmarks/outcomes.py --seeds {args.seeds}`\n")
+    problems = args.problems.split(",")
+    sized = "" if args.size is None else f" --size {args.size:g}"
+    print(f"`python benchmarks/outcomes.py --seeds {args.seeds} --problems {args.problems}{sized}`\n")
+
+    def scan(clf, data, seed):
+        return fl.scan(clf, data, [fl.Spotlight(size=args.size, seed=seed)], quiet=True, seed=seed)
     print("| problem | seeds | found | mean recall | mean precision | seeds with a significant mode | seconds per scan |")
     print("|---|---:|---:|---:|---:|---:|---:|")
 
@@ -76,23 +84,26 @@ def main() -> None:
         result = make(*a)
         return result, time.perf_counter() - start
 
-    for share in (0.01, 0.03, 0.1):
+    for share in (0.01, 0.03, 0.1) if "regression" in problems else ():
         for shift in (1.5, 3.0):
             runs = []
             for seed in range(args.seeds):
                 table, blob = regression_table(seed, share, shift)
-                result, s = timed(lambda t, sd: fl.scan(None, t, quiet=True, seed=sd), table, seed)
+                result, s = timed(lambda t, sd: scan(None, t, sd), table, seed)
                 runs.append((*top(result, blob), s))
             row(f"regression, blob {share:.0%} of rows, loss +{shift:g}", runs)
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.seeds if "regression" in problems else 0):
         table, blob = regression_table(seed, 0.03, 0.0)
-        result, s = timed(lambda t, sd: fl.scan(None, t, quiet=True, seed=sd), table, seed)
+        result, s = timed(lambda t, sd: scan(None, t, sd), table, seed)
         runs.append((*top(result, blob), s))
-    row("regression, null (nothing raised)", runs)
+    if runs:
+        row("regression, null (nothing raised)", runs)
 
     folder = Path(args.sentences)
-    if folder.is_dir():
+    if "evaluation" not in problems:
+        pass
+    elif folder.is_dir():
         from faultlines.data.text import embed_texts
 
         texts = sentences(folder, 0, 0.45)[0]
@@ -104,18 +115,19 @@ def main() -> None:
             for seed in range(args.seeds):
                 _, failed, truth = sentences(folder, seed, failing)
                 table = fl.data.EmbeddingTable(emb, failed=failed, texts=texts)
-                result, s = timed(lambda t, sd: fl.scan(None, t, quiet=True, seed=sd), table, seed)
+                result, s = timed(lambda t, sd: scan(None, t, sd), table, seed)
                 runs.append((*top(result, truth), s))
             row(name, runs)
     else:
         print(f"<!-- no sentences at {folder}: the evaluation rows are left out -->")
 
-    for planted, name in ((True, "scikit-learn pipeline on the digits, one kind of 7 taught as 1"), (False, "scikit-learn pipeline, null")):
+    for planted, name in ((True, "scikit-learn pipeline on the digits, one kind of 7 taught as 1"), (False, "scikit-learn pipeline, null")) \
+            if "sklearn" in problems else ():
         runs = []
         for seed in range(args.seeds):
             model, data, truth = taught_digits(seed, planted)
             clf = fl.Classifier(model)
-            result, s = timed(lambda c, d, sd: fl.scan(c, d, quiet=True, seed=sd), clf, data, seed)
+            result, s = timed(lambda c, d, sd: scan(c, d, sd), clf, data, seed)
             runs.append((*top(result, truth), s))
         row(name, runs)
 
